@@ -1,0 +1,33 @@
+"""The alert relay: the application factory is the composition root (see DESIGN.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the Flask application; nothing is created before this is called."""
+    from alerts import cli, health, web
+    from alerts.config import load_config
+    from alerts.db import Database
+    from alerts.logs import configure_logging
+
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.update(load_config(Path(app.instance_path), overrides=config))
+    configure_logging(app.config["LOG_LEVEL"])
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_WEBHOOK_BYTES"] * 4
+
+    if app.config["TRUST_PROXY"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
+
+    app.extensions["alerts_db"] = Database(app.config["DATABASE_URL"])
+    web.init_app(app)
+    app.register_blueprint(health.bp)
+    cli.init_app(app)
+    return app

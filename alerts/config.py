@@ -1,0 +1,78 @@
+"""Configuration from environment variables, with safe defaults; secrets never live in code."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# name -> (default, parser). Every setting can be overridden by the environment variable of the same name.
+_BOOL_TRUE = {"1", "true", "yes", "on"}
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in _BOOL_TRUE
+
+
+def _list(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+SETTINGS: dict[str, tuple[Any, Any]] = {
+    "DATABASE_URL": (None, str),  # default: SQLite file under instance/
+    "DEFAULT_REGION": ("CD", str),  # phonenumbers region for numbers written without +country code
+    "SCHEDULER_ENABLED": (False, _bool),  # the embedded scheduler; `make run` turns it on
+    "SMS_GATEWAYS": (["console"], _list),  # order of gateways: twilio, africastalking, console
+    "PUBLIC_URL": ("", str),  # https://alerts.example.org, for signature checks behind a proxy
+    "TRUST_PROXY": (False, _bool),  # apply ProxyFix (one proxy) instead of PUBLIC_URL
+    "TWILIO_ACCOUNT_SID": ("", str),
+    "TWILIO_AUTH_TOKEN": ("", str),
+    "TWILIO_FROM": ("", str),
+    "TWILIO_API_BASE": ("", str),  # a local fake of the Twilio API, in tests and benchmarks
+    "TWILIO_REPLY_WITH_RECEIPT": (True, _bool),
+    "AT_USERNAME": ("", str),
+    "AT_API_KEY": ("", str),
+    "AT_SENDER_ID": ("", str),
+    "AT_WEBHOOK_KEY": ("", str),
+    "AT_ALLOWED_IPS": ([], _list),
+    "AT_API_BASE": ("", str),
+    "MAX_WEBHOOK_BYTES": (16 * 1024, int),
+    "SENDER_RATE_LIMIT": (10, int),  # inbound messages per sender per window before they stop escalating
+    "SENDER_RATE_WINDOW_MINUTES": (10, int),
+    "AUTO_REPLY_CAP_PER_HOUR": (6, int),
+    "KEYWORDS_DIR": ("", str),  # extra keyword files a coordinator can add
+    "LOG_LEVEL": ("INFO", str),
+}
+
+
+def load_config(
+    instance_path: Path, environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Read every setting from the environment, falling back to its default; overrides win over both."""
+    environ = os.environ if environ is None else environ
+    overrides = overrides or {}
+    config: dict[str, Any] = {}
+    for name, (default, parse) in SETTINGS.items():
+        raw = environ.get(name)
+        config[name] = parse(raw) if raw not in (None, "") else default
+    if not config["DATABASE_URL"]:
+        config["DATABASE_URL"] = f"sqlite:///{instance_path / 'alerts.db'}"
+    config.update(overrides)
+    if not config.get("SECRET_KEY"):
+        config["SECRET_KEY"] = environ.get("SECRET_KEY") or _instance_secret(instance_path)
+    return config
+
+
+def _instance_secret(instance_path: Path) -> str:
+    """A secret key generated once and kept in instance/, readable by the owner only."""
+    path = instance_path / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key

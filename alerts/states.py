@@ -1,0 +1,66 @@
+"""Enumerated states stored in the database; check constraints are generated from these."""
+
+from enum import StrEnum
+
+
+class SenderKind(StrEnum):
+    FOCAL_POINT = "focal_point"
+    RESPONDER = "responder"
+    UNKNOWN = "unknown"
+
+
+class InboundState(StrEnum):
+    RECEIVED = "received"  # stored, not yet processed
+    PROCESSED = "processed"
+    FAILED = "failed"  # processing raised; retried by a scheduled job
+    RATE_LIMITED = "rate_limited"  # stored and marked, never escalated
+    UNVERIFIED = "unverified"  # unknown sender, waiting for a coordinator
+
+
+class FocalPointStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    SUSPENDED = "suspended"
+
+
+class IncidentStatus(StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    FALSE_ALARM = "false_alarm"
+
+
+class StepState(StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class OutboundState(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+
+
+class UserRole(StrEnum):
+    ADMIN = "admin"
+    COORDINATOR = "coordinator"
+    RESPONDER = "responder"
+
+
+class LocatedBy(StrEnum):
+    COORDINATES = "coordinates"
+    GAZETTEER = "gazetteer"
+    HOME = "home"
+    NONE = "none"
+
+
+def in_check(column: str, enum: type[StrEnum]) -> str:
+    """SQL for a CHECK constraint that limits a column to an enum's values."""
+    values = ", ".join(f"'{member.value}'" for member in enum)
+    return f"{column} IN ({values})"

@@ -1,0 +1,12 @@
+"""gunicorn settings shared by `make run` and production; each setting can be overridden on the command line."""
+
+import os
+
+bind = os.environ.get("BIND", "127.0.0.1:5000")
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = 30
+graceful_timeout = 20
+accesslog = "-"
+# The access log never shows query strings: the Africa's Talking webhook key travels in one.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
