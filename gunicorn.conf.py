@@ -10,3 +10,18 @@ graceful_timeout = 20
 accesslog = "-"
 # The access log never shows query strings: the Africa's Talking webhook key travels in one.
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+
+
+def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+    """Embedded mode (SCHEDULER_ENABLED=1, one worker): start the escalation scheduler in the worker."""
+    app = worker.wsgi
+    engine = getattr(app, "extensions", {}).get("alerts_engine")
+    if engine is not None and app.config.get("SCHEDULER_ENABLED"):
+        engine.start()
+
+
+def worker_exit(server, worker):  # noqa: ANN001, ANN201, ARG001
+    app = worker.wsgi
+    engine = getattr(app, "extensions", {}).get("alerts_engine")
+    if engine is not None:
+        engine.shutdown()

@@ -15,6 +15,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from alerts.config import load_config
     from alerts.db import Database
     from alerts.logs import configure_logging
+    from escalation import cli as escalation_cli
+    from escalation import scheduler
+    from webhooks import register as register_webhooks
 
     app = Flask(__name__, instance_relative_config=True)
     app.config.update(load_config(Path(app.instance_path), overrides=config))
@@ -30,4 +33,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     web.init_app(app)
     app.register_blueprint(health.bp)
     cli.init_app(app)
+    register_webhooks(app)
+    scheduler.register(app)
+    escalation_cli.init_app(app)
     return app

@@ -7,7 +7,7 @@ from typing import Any, TextIO
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from alerts import imports, migrate
 from alerts.web import get_database
@@ -32,6 +32,7 @@ def db_downgrade(revision: str) -> None:
 
 
 @click.command("demo")
+@with_appcontext
 def demo_command() -> None:
     """Seed the demo network of North Kivu (idempotent); prints the coordinator's password once."""
     from alerts.demo import seed_demo

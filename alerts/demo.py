@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from geopy.distance import geodesic
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.security import generate_password_hash
@@ -74,15 +75,17 @@ def seed_demo(session: Session) -> DemoResult:
     )
     areas = [ZoneArea(id=i, name=n, lat=lat, lon=lon, radius_km=r) for i, (n, lat, lon, r) in enumerate(ZONES)]
 
+    homes = []  # villages inside a demo zone, with that zone
     with DEMO_GAZETTEER.open(encoding="utf-8") as stream:
-        villages = list(csv.DictReader(stream))
+        for village in csv.DictReader(stream):
+            lat, lon = float(village["lat"]), float(village["lon"])
+            zone = zone_for_point(lat, lon, areas)
+            if zone is not None and geodesic((lat, lon), (zone.lat, zone.lon)).km <= zone.radius_km:
+                homes.append((lat, lon, zone.name))
     focal_rows: list[list[object]] = []
-    for i in range(40):  # two focal points in most villages, each with a home village
-        village = villages[i % len(villages)]
-        lat, lon = float(village["lat"]), float(village["lon"])
-        zone = zone_for_point(lat, lon, areas)
-        assert zone is not None  # the demo zones cover every demo village
-        focal_rows.append([_name(i), f"+24381555{i:04d}", lat, lon, zone.name, LANGUAGE_BY_ZONE[zone.name]])
+    for i in range(40):  # one or two focal points in each village, each with a home village
+        lat, lon, zone_name = homes[i % len(homes)]
+        focal_rows.append([_name(i), f"+24381555{i:04d}", lat, lon, zone_name, LANGUAGE_BY_ZONE[zone_name]])
     focal_points = imports.import_focal_points(
         session, _csv(["name", "phone", "lat", "lon", "zone", "language"], focal_rows)
     )

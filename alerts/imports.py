@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerts.incidents import next_number
 from alerts.models import FocalPoint, Place, Responder, Zone
 from alerts.phones import InvalidPhone, mask_phone, to_e164
 
@@ -175,6 +176,8 @@ def import_places(session: Session, stream: TextIO) -> ImportResult:
     for row in rows:
         v = row.values
         _upsert(session, existing.get((v["name"], v["lat"], v["lon"])), Place, v, result)
+    if result.created or result.updated:
+        next_number(session, "places_version")  # tells every process to rebuild its gazetteer
     session.commit()
     return result
 

@@ -115,7 +115,7 @@ class Zone(Base):
     lon: Mapped[float] = mapped_column(Float)
     radius_km: Mapped[float] = mapped_column(Float)
     # [[lat, lon], ...] when an operator imported a polygon; the circle is used otherwise.
-    polygon: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
+    polygon: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     dedup_distance_km: Mapped[float] = mapped_column(Float, default=10.0)
     dedup_window_minutes: Mapped[int] = mapped_column(Integer, default=360)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -294,7 +294,7 @@ class Incident(Base):
     resolved_at: Mapped[datetime | None]
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="SET NULL"))
     # The policy in force, copied when escalation starts, so later edits do not change a running escalation.
-    policy_snapshot: Mapped[list[Any] | None] = mapped_column(JSON)
+    policy_snapshot: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     escalation_generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

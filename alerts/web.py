@@ -28,3 +28,12 @@ def _close_request_session(_exc: BaseException | None) -> None:
 
 def init_app(app: Flask) -> None:
     app.teardown_appcontext(_close_request_session)
+
+
+def wake_engine() -> None:
+    """Tell the escalation engine there is new work (the factory registers how)."""
+    for wake in current_app.extensions.get("alerts_wakeups", ()):
+        try:
+            wake()
+        except Exception:  # the work is in the database; the next tick picks it up anyway
+            current_app.logger.exception("engine wake-up failed; work will run at the next tick")

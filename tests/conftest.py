@@ -18,6 +18,8 @@ from alerts import create_app, migrate
 from alerts.db import Database, normalise_url
 from alerts.models import Base
 
+pytest_plugins = ["tests.fakes.providers"]
+
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 ON_POSTGRESQL = TEST_DATABASE_URL.startswith("postgresql")
 T0 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -93,8 +95,12 @@ def database(app: Flask) -> Database:
 
 @pytest.fixture
 def session(database: Database) -> Iterator[Session]:
-    with database.session() as session:
+    """The test's own session, to arrange and inspect; it never holds SQLite's write lock while idle."""
+    session = database.read_sessionmaker()
+    try:
         yield session
+    finally:
+        session.close()
 
 
 @pytest.fixture

@@ -1,0 +1,173 @@
+"""Incident services: numbering, the timeline, opening, merging reports, and status changes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from alerts.models import (
+    Counter,
+    EscalationStep,
+    FocalPoint,
+    Incident,
+    IncidentEvent,
+    OutboundMessage,
+    Report,
+    Responder,
+)
+from alerts.outbox import enqueue
+from alerts.states import IncidentStatus, StepState
+from alerts.texts import render
+
+CLOSED = frozenset({IncidentStatus.RESOLVED, IncidentStatus.FALSE_ALARM})
+
+
+class IncidentNotFound(LookupError):
+    pass
+
+
+class NotYourZone(PermissionError):
+    pass
+
+
+def next_number(session: Session, name: str = "incident") -> int:
+    """The next value of a named counter, atomically, on SQLite and PostgreSQL alike."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(Counter)
+        .values(name=name, value=1)
+        .on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
+        .returning(Counter.value)
+    )
+    return session.execute(statement).scalar_one()
+
+
+def record(
+    session: Session, incident: Incident, kind: str, detail: str, now: datetime, actor: str = "system", **data: Any
+) -> IncidentEvent:
+    """Append a line to the incident's timeline (joins the caller's transaction)."""
+    event = IncidentEvent(incident_id=incident.id, at=now, kind=kind, actor=actor, detail=detail, data=data)
+    session.add(event)
+    return event
+
+
+def find_by_number(session: Session, number: int, *, for_update: bool = False) -> Incident:
+    statement = select(Incident).where(Incident.number == number)
+    if for_update:
+        statement = statement.with_for_update()
+    incident = session.scalar(statement)
+    if incident is None:
+        raise IncidentNotFound(number)
+    return incident
+
+
+def responder_may_act(responder: Responder, incident: Incident) -> bool:
+    """Tier 3 coordinators act anywhere; others only in their zones."""
+    if responder.tier >= 3 or incident.zone_id is None:
+        return True
+    return any(zone.id == incident.zone_id for zone in responder.zones)
+
+
+class Ack(StrEnum):
+    FIRST = "first"  # the incident was open: escalation stops (or counts towards a quorum)
+    ADDITIONAL = "additional"  # someone else had it already; counted for a quorum
+    REPEATED = "repeated"  # this responder had acknowledged already
+    CLOSED = "closed"
+
+
+def acknowledged_by(session: Session, incident: Incident) -> set[int]:
+    """Responders who acknowledged the incident (by SMS or on the page)."""
+    events = session.scalars(
+        select(IncidentEvent).where(IncidentEvent.incident_id == incident.id, IncidentEvent.kind == "acknowledged")
+    )
+    return {e.data["responder"] for e in events if e.data.get("responder") is not None}
+
+
+def acknowledge(
+    session: Session, incident: Incident, now: datetime, actor: str, responder: Responder | None = None
+) -> Ack:
+    """Record an acknowledgement; the first one stops escalation and tells the others and the reporters."""
+    if incident.status in CLOSED:
+        return Ack.CLOSED
+    responder_id = responder.id if responder else None
+    if responder_id is not None and responder_id in acknowledged_by(session, incident):
+        return Ack.REPEATED
+    minutes = (now - incident.first_report_at).total_seconds() / 60
+    record(session, incident, "acknowledged", f"acknowledged by {actor} after {minutes:.0f} min", now, actor,
+           responder=responder_id)
+    if incident.status != IncidentStatus.OPEN:
+        return Ack.ADDITIONAL
+    incident.status = IncidentStatus.ACKNOWLEDGED
+    incident.acknowledged_at = now
+    incident.acknowledged_by_id = responder_id
+    name = responder.name if responder else actor
+    for other in _paged_responders(session, incident):
+        if other.id != responder_id:
+            enqueue(session, recipient=other.phone, purpose="update", now=now, incident_id=incident.id,
+                    responder_id=other.id, idempotency_key=f"acked:{incident.id}:{other.id}",
+                    body=render("others_acknowledged", other.language, number=incident.number, name=name))
+    _tell_reporters(session, incident, "reporter_acknowledged", now)
+    return Ack.FIRST
+
+
+def close(session: Session, incident: Incident, status: IncidentStatus, now: datetime, actor: str) -> bool:
+    """Resolve or mark a false alarm, and tell the reporters; False when the incident is already closed."""
+    if incident.status in CLOSED:
+        return False
+    incident.status = status
+    incident.resolved_at = now
+    if incident.acknowledged_at is None:
+        incident.acknowledged_at = now
+    word = "resolved" if status == IncidentStatus.RESOLVED else "marked false alarm"
+    record(session, incident, status.value, f"{word} by {actor}", now, actor)
+    session.execute(
+        update(EscalationStep)
+        .where(EscalationStep.incident_id == incident.id, EscalationStep.state == StepState.PENDING)
+        .values(state=StepState.CANCELLED, outcome=f"incident {status.value}", done_at=now)
+    )
+    _tell_reporters(session, incident, "reporter_closed", now)
+    return True
+
+
+def _paged_responders(session: Session, incident: Incident) -> list[Responder]:
+    ids = select(OutboundMessage.responder_id).where(
+        OutboundMessage.incident_id == incident.id, OutboundMessage.purpose == "page"
+    )
+    return list(session.scalars(select(Responder).where(Responder.id.in_(ids)).order_by(Responder.id)))
+
+
+def _tell_reporters(session: Session, incident: Incident, key: str, now: datetime) -> None:
+    reporters = session.scalars(
+        select(FocalPoint).where(
+            FocalPoint.id.in_(select(Report.focal_point_id).where(Report.incident_id == incident.id))
+        ).order_by(FocalPoint.id)
+    )
+    for focal_point in reporters:
+        enqueue(session, recipient=focal_point.phone, purpose="update", now=now, incident_id=incident.id,
+                focal_point_id=focal_point.id, idempotency_key=f"{key}:{incident.id}:{focal_point.id}",
+                body=render(key, focal_point.language, number=incident.number))
+
+
+def pull_next_step_forward(session: Session, incident: Incident, now: datetime, reason: str) -> int:
+    """A page that could not be delivered counts as no answer: the next pending step falls due at once."""
+    step = session.scalar(
+        select(EscalationStep)
+        .where(
+            EscalationStep.incident_id == incident.id,
+            EscalationStep.generation == incident.escalation_generation,
+            EscalationStep.state == StepState.PENDING,
+            EscalationStep.due_at > now,
+        )
+        .order_by(EscalationStep.due_at, EscalationStep.position)
+        .limit(1)
+    )
+    if step is None or incident.status != IncidentStatus.OPEN:
+        return 0
+    step.due_at = now
+    record(session, incident, "escalation_hastened", f"{reason}: next step (tier {step.tier}) due now", now)
+    return 1

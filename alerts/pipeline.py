@@ -1,0 +1,492 @@
+"""The alert pipeline: one stored inbound message in, decisions out (reports, incidents, outbox rows).
+
+Who sent it decides the path: a focal point's text is parsed, located and deduplicated into an incident;
+a responder's is a command; an unknown number's waits for a coordinator. Every decision lands on the
+incident's timeline. The escalation engine takes over from the incident's state (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from alerts import incidents
+from alerts.dedup import (
+    LOCATION_CONFIDENCE,
+    REPEAT_WINDOW,
+    Candidate,
+    DedupRules,
+    Match,
+    NewReport,
+    best_match,
+    bounding_box,
+    combined_confidence,
+    is_upgrade,
+)
+from alerts.geolocation import Gazetteer, Location, PlaceRecord, ZoneArea, zone_for_point
+from alerts.models import Counter, FocalPoint, InboundMessage, Incident, Place, Report, Responder, Zone
+from alerts.outbox import enqueue
+from alerts.parsing import Command, Keywords, Kind, ParsedMessage, load_keywords, parse_message
+from alerts.states import FocalPointStatus, IncidentStatus, InboundState, SenderKind
+from alerts.texts import render
+
+log = logging.getLogger(__name__)
+OPEN_STATES = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
+MAX_CANDIDATES = 50
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    default_region: str = "CD"
+    sender_rate_limit: int = 10
+    sender_rate_window: timedelta = timedelta(minutes=10)
+    reply_cap_per_hour: int = 6
+    keywords_dirs: tuple[Path, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> PipelineSettings:
+        return cls(
+            default_region=config["DEFAULT_REGION"],
+            sender_rate_limit=config["SENDER_RATE_LIMIT"],
+            sender_rate_window=timedelta(minutes=config["SENDER_RATE_WINDOW_MINUTES"]),
+            reply_cap_per_hour=config["AUTO_REPLY_CAP_PER_HOUR"],
+            keywords_dirs=(Path(config["KEYWORDS_DIR"]),) if config.get("KEYWORDS_DIR") else (),
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What processing decided; `reply` is the text owed to the sender, already in the outbox."""
+
+    decision: str
+    reply: str | None = None
+    reply_outbound_id: int | None = None
+    incident_number: int | None = None
+
+
+@dataclass
+class _Context:
+    session: Session
+    message: InboundMessage
+    parsed: ParsedMessage
+    now: datetime
+    settings: PipelineSettings
+
+    def reply(self, key: str, language: str | None, decision: str, *, focal_point_id: int | None = None,
+              responder_id: int | None = None, incident: Incident | None = None, **fields: Any) -> Outcome:
+        body = render(key, language, **fields)
+        queued = enqueue(
+            self.session,
+            recipient=self.message.sender,
+            body=body,
+            purpose="receipt" if key.startswith("receipt") else "confirmation",
+            idempotency_key=f"reply:{self.message.id}",
+            now=self.now,
+            incident_id=incident.id if incident else None,
+            focal_point_id=focal_point_id,
+            responder_id=responder_id,
+            reply_cap_per_hour=self.settings.reply_cap_per_hour,
+        )
+        outbound = queued.message
+        return Outcome(
+            decision,
+            reply=outbound.body if outbound else None,
+            reply_outbound_id=outbound.id if outbound else None,
+            incident_number=incident.number if incident else None,
+        )
+
+
+@cache
+def _keywords(dirs: tuple[Path, ...]) -> Keywords:
+    return load_keywords(dirs)
+
+
+_gazetteers: dict[tuple[str, int], Gazetteer] = {}
+
+
+def gazetteer(session: Session) -> Gazetteer:
+    """The gazetteer built from the places table, rebuilt only when an import changed it."""
+    version = session.scalar(select(Counter.value).where(Counter.name == "places_version")) or 0
+    key = (str(session.get_bind().url), version)
+    if key not in _gazetteers:
+        places = session.execute(
+            select(Place.id, Place.name, Place.lat, Place.lon, Place.admin1, Place.admin2, Place.alt_names)
+        ).all()
+        _gazetteers.clear()
+        _gazetteers[key] = Gazetteer(
+            PlaceRecord(
+                id=p.id, name=p.name, lat=p.lat, lon=p.lon, admin1=p.admin1, admin2=p.admin2,
+                alt_names=tuple(a for a in p.alt_names.split("|") if a),
+            )
+            for p in places
+        )
+    return _gazetteers[key]
+
+
+def zone_areas(session: Session) -> list[ZoneArea]:
+    return [
+        ZoneArea(
+            id=z.id, name=z.name, lat=z.lat, lon=z.lon, radius_km=z.radius_km,
+            polygon=tuple((float(a), float(b)) for a, b in z.polygon) if z.polygon else None,
+        )
+        for z in session.scalars(select(Zone))
+    ]
+
+
+def process_message(session: Session, message_id: int, *, now: datetime, settings: PipelineSettings) -> Outcome:
+    """Process one stored inbound message and commit; a message already processed is left alone."""
+    # The row lock makes the webhook and the retry job agree on who processes a message.
+    message = session.get(InboundMessage, message_id, with_for_update=True)
+    if message is None:
+        raise LookupError(f"inbound message {message_id} does not exist")
+    if message.state not in (InboundState.RECEIVED, InboundState.FAILED):
+        session.rollback()
+        return Outcome("already processed")
+
+    focal_point = session.scalar(select(FocalPoint).where(FocalPoint.phone == message.sender))
+    responder = None if focal_point else session.scalar(select(Responder).where(Responder.phone == message.sender))
+    message.sender_kind = (
+        SenderKind.FOCAL_POINT if focal_point else SenderKind.RESPONDER if responder else SenderKind.UNKNOWN
+    )
+    if focal_point is not None:
+        focal_point.last_seen_at = now
+
+    if _over_rate_limit(session, message, settings):
+        outcome = Outcome("rate limited")
+        message.state = InboundState.RATE_LIMITED
+    else:
+        context = _Context(session, message, parse_message(message.text, _keywords(settings.keywords_dirs)),
+                           now, settings)
+        if focal_point is not None:
+            outcome = _from_focal_point(context, focal_point)
+        elif responder is not None:
+            outcome = _from_responder(context, responder)
+        else:
+            outcome = Outcome("unverified sender: waiting for a coordinator")
+        message.state = InboundState.UNVERIFIED if responder is None and focal_point is None else InboundState.PROCESSED
+        if focal_point is not None and focal_point.status != FocalPointStatus.ACTIVE and outcome.incident_number is None:
+            message.state = InboundState.UNVERIFIED
+    message.processed_at = now
+    message.error = None
+    message.next_attempt_at = None
+    session.commit()
+    log.info("inbound %s: %s", message.id, outcome.decision)
+    return outcome
+
+
+def _over_rate_limit(session: Session, message: InboundMessage, settings: PipelineSettings) -> bool:
+    earlier = session.scalar(
+        select(func.count())
+        .select_from(InboundMessage)
+        .where(
+            InboundMessage.sender == message.sender,
+            InboundMessage.id != message.id,
+            InboundMessage.received_at > message.received_at - settings.sender_rate_window,
+            InboundMessage.received_at <= message.received_at,
+            InboundMessage.state != InboundState.RATE_LIMITED,
+        )
+    )
+    return earlier >= settings.sender_rate_limit
+
+
+# --- focal points ---------------------------------------------------------------------------------
+
+
+def _from_focal_point(ctx: _Context, focal_point: FocalPoint) -> Outcome:
+    parsed = ctx.parsed
+    if parsed.kind == Kind.COMMAND:
+        handler = FOCAL_POINT_COMMANDS.get(parsed.command)
+        if handler is None:
+            return Outcome(f"command {parsed.command} from a focal point: no action")
+        return handler(ctx, focal_point)
+    if parsed.kind == Kind.UNKNOWN:
+        return ctx.reply("unclear", focal_point.language, "not an alert: asked the sender for details",
+                         focal_point_id=focal_point.id)
+    if focal_point.status != FocalPointStatus.ACTIVE:
+        _make_report(ctx, focal_point, incident=None)
+        return Outcome(f"alert from a {focal_point.status} focal point: held for review")
+    return _alert(ctx, focal_point)
+
+
+def _focal_point_test(ctx: _Context, focal_point: FocalPoint) -> Outcome:
+    return ctx.reply("test_ok", focal_point.language, "line test answered", focal_point_id=focal_point.id)
+
+
+def _focal_point_help(ctx: _Context, focal_point: FocalPoint) -> Outcome:
+    return ctx.reply("help_focal_point", focal_point.language, "help sent", focal_point_id=focal_point.id)
+
+
+FOCAL_POINT_COMMANDS: dict[Command | None, Callable[[_Context, FocalPoint], Outcome]] = {
+    Command.TEST: _focal_point_test,
+    Command.HELP: _focal_point_help,
+}
+
+
+def _locate(ctx: _Context, focal_point: FocalPoint | None) -> Location:
+    home = None
+    if focal_point is not None and focal_point.home_lat is not None and focal_point.home_lon is not None:
+        home = (focal_point.home_lat, focal_point.home_lon)
+    return gazetteer(ctx.session).locate(ctx.parsed.place_words, ctx.parsed.coordinates, home)
+
+
+def _make_report(ctx: _Context, focal_point: FocalPoint, incident: Incident | None,
+                 location: Location | None = None, is_repeat: bool = False) -> Report:
+    parsed = ctx.parsed
+    location = location or _locate(ctx, focal_point)
+    report = Report(
+        inbound_message_id=ctx.message.id,
+        focal_point_id=focal_point.id,
+        incident_id=incident.id if incident else None,
+        category=(parsed.category or "other"),
+        secondary_categories=[c.value for c in parsed.secondary_categories],
+        severity=(parsed.severity or "low"),
+        count=parsed.count,
+        language=parsed.language,
+        place_text=" / ".join(parsed.place_words)[:200],
+        place_id=location.place_id,
+        lat=location.lat,
+        lon=location.lon,
+        located_by=location.located_by.value,
+        location_note=location.note,
+        confidence=report_confidence(location),
+        is_repeat=is_repeat,
+        received_at=ctx.message.received_at,
+    )
+    ctx.session.add(report)
+    ctx.session.flush()
+    return report
+
+
+def report_confidence(location: Location) -> float:
+    """How sure the report's place is: the method caps it, the matcher's own confidence scales it."""
+    return round(LOCATION_CONFIDENCE[location.located_by.value] * (0.5 + 0.5 * location.confidence), 3)
+
+
+def _serialise_matching(session: Session) -> None:
+    """Matching reads then writes: two workers must not both open an incident for one event."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('alerts.dedup'))"))
+    # SQLite: every transaction starts with BEGIN IMMEDIATE, which already serialises writers.
+
+
+def _candidates(session: Session, report: NewReport, rules: DedupRules) -> list[Candidate]:
+    min_lat, max_lat, min_lon, max_lon = bounding_box(report.lat, report.lon, rules.distance_km)
+    rows = session.scalars(
+        select(Incident)
+        .where(
+            Incident.status.in_(OPEN_STATES),
+            Incident.merged_into_id.is_(None),
+            Incident.last_report_at >= report.received_at - rules.window,
+            Incident.lat.between(min_lat, max_lat),
+            Incident.lon.between(min_lon, max_lon),
+        )
+        .order_by(Incident.last_report_at.desc())
+        .limit(MAX_CANDIDATES)
+    ).all()
+    if not rows:
+        return []
+    earlier: dict[int, list[tuple[int | None, datetime, str]]] = {}
+    if report.focal_point_id is not None:
+        for incident_id, sender, at, body in session.execute(
+            select(Report.incident_id, Report.focal_point_id, Report.received_at, InboundMessage.text)
+            .join(InboundMessage, InboundMessage.id == Report.inbound_message_id)
+            .where(
+                Report.incident_id.in_([i.id for i in rows]),
+                Report.focal_point_id == report.focal_point_id,
+                Report.received_at >= report.received_at - REPEAT_WINDOW,
+            )
+        ):
+            earlier.setdefault(incident_id, []).append((sender, at, body))
+    return [
+        Candidate(i.id, i.category, i.severity, i.lat, i.lon, i.last_report_at, tuple(earlier.get(i.id, ())))
+        for i in rows
+        if i.lat is not None and i.lon is not None
+    ]
+
+
+def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
+    session, parsed = ctx.session, ctx.parsed
+    location = _locate(ctx, focal_point)
+    areas = zone_areas(session)
+    zone_id = focal_point.zone_id
+    if location.lat is not None and location.lon is not None:
+        area = zone_for_point(location.lat, location.lon, areas)
+        zone_id = area.id if area else zone_id
+    zone = session.get(Zone, zone_id) if zone_id else None
+    rules = DedupRules(
+        distance_km=zone.dedup_distance_km if zone else 10.0,
+        window=timedelta(minutes=zone.dedup_window_minutes if zone else 360),
+    )
+    category = parsed.category.value if parsed.category else "other"
+    severity = parsed.severity.value if parsed.severity else "low"
+
+    _serialise_matching(session)
+    match: Match | None = None
+    if location.lat is not None and location.lon is not None:
+        new = NewReport(category, severity, location.lat, location.lon, ctx.message.received_at,
+                        location.located_by.value, focal_point.id, ctx.message.text)
+        match = best_match(new, _candidates(session, new, rules), rules)
+
+    if match is None:
+        incident = _open_incident(ctx, location, zone_id, category, severity)
+        report = _make_report(ctx, focal_point, incident, location)
+        incidents.record(session, incident, "opened", f"{category}, {severity}: first report", ctx.now,
+                         report_message=ctx.message.id)
+        incidents.record(session, incident, "located", location.note, ctx.now,
+                         located_by=location.located_by.value, confidence=report.confidence)
+        return ctx.reply("receipt", focal_point.language, f"opened incident {incident.number}",
+                         focal_point_id=focal_point.id, incident=incident, number=incident.number)
+
+    incident = session.get(Incident, match.incident_id, with_for_update=True)
+    assert incident is not None
+    report = _make_report(ctx, focal_point, incident, location, is_repeat=match.repeat)
+    _merge_into(ctx, incident, report, match, focal_point)
+    return ctx.reply("receipt_corroboration", focal_point.language, f"{match.reason} into {incident.number}",
+                     focal_point_id=focal_point.id, incident=incident, number=incident.number)
+
+
+def _open_incident(ctx: _Context, location: Location, zone_id: int | None, category: str,
+                   severity: str) -> Incident:
+    parsed = ctx.parsed
+    incident = Incident(
+        number=incidents.next_number(ctx.session),
+        category=category,
+        secondary_categories=[c.value for c in parsed.secondary_categories],
+        severity=severity,
+        status=IncidentStatus.OPEN,
+        count=parsed.count,
+        lat=location.lat,
+        lon=location.lon,
+        place_id=location.place_id,
+        place_name=location.place_name or "",
+        zone_id=zone_id,
+        confidence=report_confidence(location),
+        first_report_at=ctx.message.received_at,
+        last_report_at=ctx.message.received_at,
+        created_at=ctx.now,
+    )
+    ctx.session.add(incident)
+    ctx.session.flush()
+    return incident
+
+
+def _merge_into(ctx: _Context, incident: Incident, report: Report, match: Match, focal_point: FocalPoint) -> None:
+    session, now = ctx.session, ctx.now
+    incident.last_report_at = max(incident.last_report_at, report.received_at)
+    if match.repeat:
+        incidents.record(session, incident, "repeat", match.reason, now, focal_point=focal_point.id)
+        return
+    reporters = set(session.scalars(
+        select(Report.focal_point_id).where(Report.incident_id == incident.id, Report.id != report.id)
+    ))
+    if focal_point.id in reporters:
+        detail = f"{match.reason}; same focal point again"
+    else:
+        incident.confidence = combined_confidence(incident.confidence, report.confidence)
+        detail = f"{match.reason}; corroboration {len(reporters) + 1}, confidence {incident.confidence:.2f}"
+    incidents.record(session, incident, "merged", detail, now, located_by=report.located_by)
+    if report.count is not None and (incident.count is None or report.count > incident.count):
+        incident.count = report.count
+    if is_upgrade(incident.severity, report.severity):
+        before = f"{incident.category}/{incident.severity}"
+        incident.category, incident.severity = report.category, report.severity
+        # A stricter policy applies: the engine replans escalation from the new generation.
+        incident.escalation_generation += 1
+        incident.policy_snapshot = None
+        incidents.record(session, incident, "upgraded",
+                         f"upgraded from {before} to {incident.category}/{incident.severity}", now)
+
+
+# --- responders -----------------------------------------------------------------------------------
+
+
+def _from_responder(ctx: _Context, responder: Responder) -> Outcome:
+    parsed = ctx.parsed
+    if parsed.kind != Kind.COMMAND or parsed.command not in RESPONDER_COMMANDS:
+        return ctx.reply("unknown_command", responder.language, "responder text not understood",
+                         responder_id=responder.id)
+    return RESPONDER_COMMANDS[parsed.command](ctx, responder)
+
+
+def _incident_for_command(ctx: _Context, responder: Responder) -> Incident | Outcome:
+    if ctx.parsed.ref is None:
+        return ctx.reply("command_needs_number", responder.language, "command without incident number",
+                         responder_id=responder.id)
+    try:
+        incident = incidents.find_by_number(ctx.session, ctx.parsed.ref, for_update=True)
+    except incidents.IncidentNotFound:
+        return ctx.reply("incident_not_found", responder.language, f"incident {ctx.parsed.ref} not found",
+                         responder_id=responder.id, number=ctx.parsed.ref)
+    if not incidents.responder_may_act(responder, incident):
+        return ctx.reply("not_your_zone", responder.language, f"incident {incident.number}: not their zone",
+                         responder_id=responder.id, number=incident.number)
+    return incident
+
+
+def _actor(responder: Responder) -> str:
+    return f"responder {responder.name} (tier {responder.tier})"
+
+
+def _ack(ctx: _Context, responder: Responder) -> Outcome:
+    found = _incident_for_command(ctx, responder)
+    if isinstance(found, Outcome):
+        return found
+    incident = found
+    result = incidents.acknowledge(ctx.session, incident, ctx.now, _actor(responder), responder)
+    fields = {"responder_id": responder.id, "incident": incident, "number": incident.number}
+    if result == incidents.Ack.CLOSED:
+        return ctx.reply("already_closed", responder.language, "ack of a closed incident",
+                         status=incident.status, **fields)
+    if result == incidents.Ack.ADDITIONAL:
+        holder = incident.acknowledged_by.name if incident.acknowledged_by else "?"
+        return ctx.reply("already_acknowledged", responder.language, "additional acknowledgement",
+                         name=holder, **fields)
+    return ctx.reply("ack_done", responder.language, f"incident {incident.number} acknowledged ({result})",
+                     **fields)
+
+
+def _closer(status: IncidentStatus, done_key: str) -> Callable[[_Context, Responder], Outcome]:
+    def handle(ctx: _Context, responder: Responder) -> Outcome:
+        found = _incident_for_command(ctx, responder)
+        if isinstance(found, Outcome):
+            return found
+        incident = found
+        if not incidents.close(ctx.session, incident, status, ctx.now, _actor(responder)):
+            return ctx.reply("already_closed", responder.language, "already closed", responder_id=responder.id,
+                             incident=incident, number=incident.number, status=incident.status)
+        return ctx.reply(done_key, responder.language, f"incident {incident.number} {status.value}",
+                         responder_id=responder.id, incident=incident, number=incident.number)
+
+    return handle
+
+
+def _status(ctx: _Context, responder: Responder) -> Outcome:
+    found = _incident_for_command(ctx, responder)
+    if isinstance(found, Outcome):
+        return found
+    incident = found
+    reports = ctx.session.scalar(select(func.count()).select_from(Report).where(Report.incident_id == incident.id))
+    return ctx.reply("status", responder.language, "status sent", responder_id=responder.id, incident=incident,
+                     number=incident.number, category=incident.category, place=incident.place_name or "?",
+                     status=incident.status, reports=reports)
+
+
+def _responder_help(ctx: _Context, responder: Responder) -> Outcome:
+    return ctx.reply("help_responder", responder.language, "help sent", responder_id=responder.id)
+
+
+RESPONDER_COMMANDS: dict[Command | None, Callable[[_Context, Responder], Outcome]] = {
+    Command.ACK: _ack,
+    Command.RESOLVE: _closer(IncidentStatus.RESOLVED, "resolve_done"),
+    Command.FALSE_ALARM: _closer(IncidentStatus.FALSE_ALARM, "false_alarm_done"),
+    Command.STATUS: _status,
+    Command.HELP: _responder_help,
+}

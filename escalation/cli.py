@@ -1,0 +1,94 @@
+"""Commands: `worker` (the scheduler), `outbox` (what was sent), `report response-times`."""
+
+from __future__ import annotations
+
+import json
+import signal
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from alerts.models import OutboundMessage
+from alerts.phones import mask_phone
+from alerts.web import get_database
+from escalation.metrics import response_times
+
+
+@click.command("worker")
+@with_appcontext
+@click.option("--tick", default=1.0, show_default=True, help="Seconds between two runs of each job.")
+def worker_command(tick: float) -> None:
+    """Run the escalation scheduler in the foreground (one or many per deployment)."""
+    engine = current_app.extensions["alerts_engine"]
+    engine.build_scheduler(blocking=True, tick_seconds=tick)
+    signal.signal(signal.SIGTERM, lambda *_: engine.shutdown())
+    engine.start(blocking=True)
+
+
+@click.command("outbox")
+@with_appcontext
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+@click.option("--limit", default=100, show_default=True)
+@click.option("--full-numbers", is_flag=True, help="Show recipients' numbers in clear (default: masked).")
+def outbox_command(as_json: bool, limit: int, full_numbers: bool) -> None:
+    """List outbound messages, newest first."""
+    with get_database().session() as session:
+        messages = session.scalars(
+            select(OutboundMessage)
+            .options(selectinload(OutboundMessage.incident))
+            .order_by(OutboundMessage.created_at.desc(), OutboundMessage.id.desc())
+            .limit(limit)
+        ).all()
+        for message in messages:
+            row: dict[str, Any] = {
+                "to": message.recipient if full_numbers else mask_phone(message.recipient),
+                "body": message.body,
+                "state": message.state,
+                "incident": message.incident.number if message.incident else None,
+                "created_at": message.created_at.isoformat(),
+                "sent_at": message.sent_at.isoformat() if message.sent_at else None,
+                "gateway": message.provider,
+                "purpose": message.purpose,
+                "attempts": message.attempts,
+            }
+            if as_json:
+                click.echo(json.dumps(row, ensure_ascii=False))
+            else:
+                click.echo(f"{row['created_at'][:19]} {row['state']:<11} {row['to']:<16} #{row['incident'] or '-'} "
+                           f"{row['body']}")
+
+
+report_cli = AppGroup("report", help="Figures protection teams are judged by.")
+
+
+@report_cli.command("response-times")
+@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="First day (UTC); default 7 days ago.")
+@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), help="Last day (UTC), included; default today.")
+@click.option("--json", "as_json", is_flag=True)
+def response_times_command(since: datetime | None, until: datetime | None, as_json: bool) -> None:
+    """Medians and 90th percentiles per zone: received -> first page -> delivered -> acknowledged -> resolved."""
+    today = datetime.now(UTC).date()
+    start = datetime.combine(since.date() if since else today - timedelta(days=7), time(), UTC)
+    end = datetime.combine((until.date() if until else today) + timedelta(days=1), time(), UTC)
+    with get_database().session() as session:
+        rows = response_times(session, start, end)
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    click.echo(f"response times {start.date()} .. {(end - timedelta(days=1)).date()} (minutes: median / p90)")
+    for row in rows:
+        parts = [f"{name} {row[name]['median']}/{row[name]['p90']}" for name in
+                 ("first_page", "first_delivery", "acknowledged", "resolved") if row[name]["n"]]
+        click.echo(f"{row['zone']:<14} incidents {row['incidents']:<4} " + "  ".join(parts))
+
+
+def init_app(app: Flask) -> None:
+    for command in (worker_command, outbox_command, report_cli):
+        app.cli.add_command(command)
+

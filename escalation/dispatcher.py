@@ -1,0 +1,141 @@
+"""The dispatcher: sends the outbox through the gateways, with retries, backoff and failover.
+
+A message is claimed (state `sending`, a lease until `next_attempt_at`) and committed before the gateway is
+called, so a slow provider never holds a database transaction open. A worker that dies mid-send leaves the
+lease to expire; the message is then queued again. That is the one case where a responder could get the same
+SMS twice, and it is counted in the message's attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from alerts import incidents
+from alerts.models import Incident, OutboundMessage
+from alerts.states import OutboundState
+from escalation.gateways import Gateway, RetryableSendError, SendError, send_with_failover
+
+log = logging.getLogger(__name__)
+BACKOFF_SECONDS = (15, 30, 60, 120, 300, 600, 1800)
+MAX_ATTEMPTS = len(BACKOFF_SECONDS) + 1
+SEND_LEASE = timedelta(minutes=2)
+
+
+@dataclass
+class DispatchStats:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    recovered: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def backoff(attempts: int) -> timedelta:
+    """Delay before the next try after `attempts` failed ones (exponential, capped)."""
+    return timedelta(seconds=BACKOFF_SECONDS[min(attempts, len(BACKOFF_SECONDS)) - 1])
+
+
+def recover_expired_leases(session: Session, now: datetime) -> int:
+    """Queue again the messages whose sender died mid-send (their lease ran out)."""
+    result = session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.state == OutboundState.SENDING, OutboundMessage.next_attempt_at <= now)
+        .values(state=OutboundState.QUEUED, last_error="send lease expired: the sender stopped mid-send")
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    if result.rowcount:
+        log.warning("outbox: %d message(s) re-queued after an interrupted send", result.rowcount)
+    return result.rowcount
+
+
+def claim(session: Session, now: datetime, limit: int) -> list[tuple[int, str, str]]:
+    """Take up to `limit` due messages for this worker: (id, recipient, body)."""
+    rows = session.scalars(
+        select(OutboundMessage)
+        .where(OutboundMessage.state == OutboundState.QUEUED, OutboundMessage.next_attempt_at <= now)
+        .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    claimed = []
+    for message in rows:
+        taken = session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == message.id, OutboundMessage.state == OutboundState.QUEUED)
+            .values(state=OutboundState.SENDING, attempts=OutboundMessage.attempts + 1,
+                    next_attempt_at=now + SEND_LEASE)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if taken == 1:
+            claimed.append((message.id, message.recipient, message.body))
+    session.commit()
+    return claimed
+
+
+def _record(session: Session, message_id: int, result: object, errors: list[SendError], now: datetime,
+            stats: DispatchStats) -> None:
+    message = session.get(OutboundMessage, message_id, with_for_update=True)
+    if message is None or message.state != OutboundState.SENDING:
+        return  # a delivery report got there first, or the row was recovered: nothing to undo
+    last = errors[-1] if errors else None
+    if last is not None:
+        message.last_error = f"{last.provider}: {last.reason}"
+    if result is not None:
+        message.state = OutboundState.SENT
+        message.provider = result.provider
+        message.provider_message_id = result.provider_message_id
+        message.provider_status = result.status
+        message.sent_at = now
+        message.next_attempt_at = None
+        stats.sent += 1
+        return
+    permanent = last is not None and not last.retryable
+    if permanent or message.attempts >= MAX_ATTEMPTS:
+        message.state = OutboundState.FAILED
+        message.next_attempt_at = None
+        stats.failed += 1
+        incident = session.get(Incident, message.incident_id) if message.incident_id else None
+        if incident is not None:
+            why = "permanent error" if permanent else f"gave up after {message.attempts} attempts"
+            incidents.record(session, incident, "send_failed", f"{message.purpose} not sent: {why} "
+                             f"({message.last_error})", now, outbound=message.id)
+            if message.purpose == "page":
+                incidents.pull_next_step_forward(session, incident, now, "a page could not be sent")
+        return
+    message.state = OutboundState.QUEUED
+    message.next_attempt_at = now + backoff(message.attempts)
+    stats.retried += 1
+
+
+def dispatch(
+    session_factory: Callable[[], Session],
+    gateways: Sequence[Gateway],
+    clock: Callable[[], datetime],
+    limit: int = 50,
+) -> DispatchStats:
+    """Send every due message once through the gateways; commit each outcome."""
+    stats = DispatchStats()
+    with session_factory() as session:
+        stats.recovered = recover_expired_leases(session, clock())
+        claimed = claim(session, clock(), limit)
+    for message_id, recipient, body in claimed:
+        try:
+            result, errors = send_with_failover(gateways, recipient, body, reference=str(message_id))
+        except Exception as exc:  # a gateway bug must not strand the message in `sending`
+            log.exception("outbox %s: gateway raised unexpectedly", message_id)
+            result, errors = None, [RetryableSendError("dispatcher", type(exc).__name__)]
+        for error in errors:
+            stats.errors.append(f"{message_id}: {error.provider}: {error.reason}")
+            log.warning("outbox %s: %s %s (%s)", message_id, error.provider,
+                        "retryable" if error.retryable else "permanent", error.reason)
+        with session_factory() as session:
+            _record(session, message_id, result, errors, clock(), stats)
+            session.commit()
+    return stats

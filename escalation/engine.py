@@ -1,0 +1,227 @@
+"""The escalation engine: plans steps from the zone's policy and runs those that fall due.
+
+Due work lives in the database (escalation_steps); a run keeps no state of its own. Claiming uses
+SELECT ... FOR UPDATE SKIP LOCKED on PostgreSQL and BEGIN IMMEDIATE plus a conditional update on SQLite,
+so several workers never run the same step. Pages are written to the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, selectinload
+
+from alerts import incidents
+from alerts.models import (
+    EscalationPolicy,
+    EscalationStep,
+    Incident,
+    Report,
+    Responder,
+    Zone,
+    responder_zones,
+)
+from alerts.outbox import enqueue
+from alerts.phones import mask_phone
+from alerts.states import IncidentStatus, StepState
+from alerts.texts import render
+from escalation.policy import PolicyError, on_duty, parse_policy, plan
+
+log = logging.getLogger(__name__)
+CATEGORY_WORDS = {
+    "killing": "TUERIE", "sexual_violence": "VIOLENCE SEXUELLE", "abduction": "ENLEVEMENT", "attack": "ATTAQUE",
+    "clash": "AFFRONTEMENT", "arson": "INCENDIE", "looting": "PILLAGE", "armed_presence": "HOMMES ARMES",
+    "displacement": "DEPLACEMENT", "threat": "MENACE", "other": "AUTRE", "unknown": "BEEP",
+}
+
+
+class NoPolicy(LookupError):
+    pass
+
+
+def policy_for(session: Session, zone_id: int | None, severity: str) -> EscalationPolicy:
+    """The zone's own policy for a severity, else the deployment's default."""
+    candidates = session.scalars(
+        select(EscalationPolicy).where(
+            EscalationPolicy.severity == severity,
+            (EscalationPolicy.zone_id == zone_id) | EscalationPolicy.zone_id.is_(None),
+        )
+    ).all()
+    for policy in sorted(candidates, key=lambda p: p.zone_id is None):
+        return policy
+    raise NoPolicy(f"no escalation policy for severity {severity}")
+
+
+def plan_escalations(session: Session, now: datetime) -> int:
+    """Snapshot the policy of each open incident that has none (new, or upgraded) and write its steps."""
+    planned = 0
+    waiting = session.scalars(
+        select(Incident)
+        .where(Incident.status == IncidentStatus.OPEN, Incident.policy_snapshot.is_(None))
+        .order_by(Incident.id)
+        .with_for_update(skip_locked=True)
+        .limit(100)
+    ).all()
+    for incident in waiting:
+        try:
+            policy = policy_for(session, incident.zone_id, incident.severity)
+            steps = parse_policy(policy.steps)
+        except (NoPolicy, PolicyError) as exc:
+            # Never leave an incident unescalated because of a broken policy: page every tier now.
+            log.error("incident %s: %s; paging every tier", incident.number, exc)
+            steps = parse_policy([{"tier": 1}, {"tier": 2}, {"tier": 3}])
+            incidents.record(session, incident, "policy_error", f"{exc}; paging every tier at once", now)
+        # Older generations (before an upgrade) stop: the stricter policy replaces them.
+        session.execute(
+            update(EscalationStep)
+            .where(
+                EscalationStep.incident_id == incident.id,
+                EscalationStep.generation < incident.escalation_generation,
+                EscalationStep.state == StepState.PENDING,
+            )
+            .values(state=StepState.CANCELLED, outcome="replaced by a newer policy", done_at=now)
+        )
+        incident.policy_snapshot = [step.as_dict() for step in steps]
+        for step in plan(steps, now):
+            session.add(
+                EscalationStep(
+                    incident_id=incident.id,
+                    generation=incident.escalation_generation,
+                    position=step.position,
+                    repeat_index=step.repeat_index,
+                    tier=step.tier,
+                    quorum=step.quorum,
+                    due_at=step.due_at,
+                )
+            )
+        summary = ", ".join(f"tier {s.tier} at +{s.after_minutes} min" for s in steps)
+        incidents.record(session, incident, "escalation_planned", f"{incident.severity} policy: {summary}", now,
+                         generation=incident.escalation_generation)
+        planned += 1
+    session.commit()
+    return planned
+
+
+@dataclass(frozen=True)
+class StepResult:
+    step_id: int
+    outcome: str
+    paged: int
+
+
+def responders_on_duty(session: Session, incident: Incident, tier: int, now: datetime) -> list[Responder]:
+    """Active responders of a tier for the incident's zone (tier 3 covers every zone) on duty now."""
+    statement = (
+        select(Responder)
+        .where(Responder.tier == tier, Responder.active.is_(True))
+        .options(selectinload(Responder.duty_periods))
+        .order_by(Responder.id)
+    )
+    if incident.zone_id is not None and tier < 3:
+        statement = statement.join(responder_zones).where(responder_zones.c.zone_id == incident.zone_id)
+    return [
+        r for r in session.scalars(statement)
+        if on_duty([(p.starts_at, p.ends_at) for p in r.duty_periods], now)
+    ]
+
+
+def page_text(session: Session, incident: Incident, language: str, key: str = "page") -> str:
+    reports = session.scalar(
+        select(func.count()).select_from(Report).where(Report.incident_id == incident.id, Report.is_repeat.is_(False))
+    )
+    zone = session.get(Zone, incident.zone_id) if incident.zone_id else None
+    place = incident.place_name or (zone.name if zone else "?")
+    return render(
+        key, language, number=incident.number, category=CATEGORY_WORDS.get(incident.category, incident.category),
+        place=place, count=f", {incident.count} pers." if incident.count else "", reports=reports,
+        time=incident.first_report_at.strftime("%H:%M"),
+    )
+
+
+def _run_step(session: Session, step: EscalationStep, now: datetime) -> StepResult:
+    incident = session.get(Incident, step.incident_id, with_for_update=True)
+    assert incident is not None
+    if step.generation != incident.escalation_generation:
+        return _finish(step, StepState.CANCELLED, "stale: the incident was upgraded", now)
+    if incident.status in incidents.CLOSED:
+        return _finish(step, StepState.CANCELLED, f"incident {incident.status}", now)
+    acks = len(incidents.acknowledged_by(session, incident))
+    if incident.status == IncidentStatus.ACKNOWLEDGED and acks >= step.quorum:
+        return _finish(step, StepState.CANCELLED, f"acknowledged ({acks} of {step.quorum})", now)
+
+    tier, responders = step.tier, []
+    while tier <= 3:
+        responders = responders_on_duty(session, incident, tier, now)
+        if responders:
+            break
+        incidents.record(session, incident, "nobody_on_duty", f"nobody on duty in tier {tier}; next tier", now)
+        tier += 1
+    if not responders:
+        incidents.record(session, incident, "escalation_failed", "nobody on duty in any tier", now)
+        return _finish(step, StepState.DONE, "nobody on duty", now)
+
+    already_acked = incidents.acknowledged_by(session, incident)
+    paged = []
+    for responder in responders:
+        if responder.id in already_acked:
+            continue
+        queued = enqueue(
+            session, recipient=responder.phone, body=page_text(session, incident, responder.language),
+            purpose="page", idempotency_key=f"page:{step.id}:{responder.id}", now=now,
+            incident_id=incident.id, responder_id=responder.id, escalation_step_id=step.id,
+        )
+        if queued.message is not None:
+            paged.append(responder)
+    names = ", ".join(f"{r.name} ({mask_phone(r.phone)})" for r in paged)
+    repeat = f" (repeat {step.repeat_index})" if step.repeat_index else ""
+    incidents.record(session, incident, "paged", f"tier {tier}{repeat}: {names or 'nobody new'}", now,
+                     step=step.id, responders=[r.id for r in paged])
+    return _finish(step, StepState.DONE, f"paged {len(paged)} in tier {tier}", now, len(paged))
+
+
+def _finish(step: EscalationStep, state: StepState, outcome: str, now: datetime, paged: int = 0) -> StepResult:
+    step.state, step.outcome, step.done_at = state, outcome, now
+    return StepResult(step.id, outcome, paged)
+
+
+def run_due_steps(session: Session, now: datetime, worker: str, limit: int = 50) -> list[StepResult]:
+    """Claim up to `limit` due steps, run them and commit in one transaction."""
+    due = session.scalars(
+        select(EscalationStep)
+        .where(EscalationStep.state == StepState.PENDING, EscalationStep.due_at <= now)
+        .order_by(EscalationStep.due_at, EscalationStep.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    results = []
+    for step in due:
+        # The conditional update is the claim on SQLite (no row locks); on PostgreSQL the row is locked already.
+        claimed = session.execute(
+            update(EscalationStep)
+            .where(EscalationStep.id == step.id, EscalationStep.state == StepState.PENDING)
+            .values(state=StepState.CLAIMED, claimed_by=worker, claimed_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if claimed != 1:
+            continue
+        session.refresh(step)
+        results.append(_run_step(session, step, now))
+    session.commit()
+    return results
+
+
+def sweep(session_factory: Callable[[], Session], now: datetime, worker: str, batch: int = 50) -> int:
+    """Plan new escalations, then run due steps batch after batch until none is left; returns steps run."""
+    with session_factory() as session:
+        plan_escalations(session, now)
+    total = 0
+    while True:
+        with session_factory() as session:
+            results = run_due_steps(session, now, worker, batch)
+        total += len(results)
+        if len(results) < batch:
+            return total

@@ -1,0 +1,154 @@
+"""The engine's jobs on APScheduler: escalate, dispatch the outbox, retry unprocessed inbound messages.
+
+The scheduler holds no state of its own: each run reads what is due from the database. Embedded (`make run`),
+it runs inside the single web process; in production `flask --app wsgi worker` runs it, once or many times.
+A commit in the pipeline wakes it at once: in-process through `wake()`, across processes through
+PostgreSQL's LISTEN/NOTIFY on the channel `alerts_wakeup`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from flask import Flask
+
+from alerts.db import Database
+from alerts.inbound import retry_unprocessed
+from alerts.pipeline import PipelineSettings, process_message
+from escalation.dispatcher import DispatchStats, dispatch
+from escalation.engine import sweep
+from escalation.gateways import Gateway, build_gateways
+
+log = logging.getLogger(__name__)
+WAKEUP_CHANNEL = "alerts_wakeup"
+
+
+def utc_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+class Engine:
+    """The three jobs bound to one database and one list of gateways."""
+
+    def __init__(self, database: Database, gateways: list[Gateway], settings: PipelineSettings,
+                 clock: Callable[[], datetime] = utc_clock, worker: str | None = None) -> None:
+        self.database = database
+        self.gateways = gateways
+        self.settings = settings
+        self.clock = clock
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.scheduler: BaseScheduler | None = None
+        self._listener: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    @classmethod
+    def from_app(cls, app: Flask) -> Engine:
+        return cls(app.extensions["alerts_db"], build_gateways(app.config), PipelineSettings.from_config(app.config))
+
+    def escalate(self) -> int:
+        """Plan and run due steps; pages just written are dispatched at once, not at the next tick."""
+        steps = sweep(self.database.sessionmaker, self.clock(), self.worker)
+        if steps:
+            self.dispatch()
+        return steps
+
+    def dispatch(self) -> DispatchStats:
+        return dispatch(self.database.sessionmaker, self.gateways, self.clock)
+
+    def retry_inbound(self) -> int:
+        process = partial(process_message, settings=self.settings)
+        return retry_unprocessed(self.database, self.clock(), lambda s, i, now: process(s, i, now=now))
+
+    def run_once(self) -> tuple[int, DispatchStats]:
+        """Escalate then dispatch, as one tick would (tests and the benchmark drive this directly)."""
+        return self.escalate(), self.dispatch()
+
+    # --- scheduling ---------------------------------------------------------------------------
+
+    def build_scheduler(self, blocking: bool = False, tick_seconds: float = 1.0) -> BaseScheduler:
+        scheduler: BaseScheduler = BlockingScheduler(timezone=UTC) if blocking else BackgroundScheduler(timezone=UTC)
+        jobs: dict[str, tuple[Callable[[], Any], float]] = {
+            "escalate": (self.escalate, tick_seconds),
+            "dispatch": (self.dispatch, tick_seconds),
+            "retry_inbound": (self.retry_inbound, 30.0),
+        }
+        for job_id, (function, seconds) in jobs.items():
+            scheduler.add_job(function, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True,
+                              misfire_grace_time=None)
+        scheduler.add_listener(_log_job_error, EVENT_JOB_ERROR)
+        self.scheduler = scheduler
+        return scheduler
+
+    def wake(self) -> None:
+        """Run escalate and dispatch now instead of at the next tick."""
+        scheduler = self.scheduler
+        if scheduler is None or not scheduler.running:
+            return
+        now = datetime.now(UTC)
+        for job_id in ("escalate", "dispatch"):
+            job = scheduler.get_job(job_id)
+            if job is not None:
+                job.modify(next_run_time=now)
+
+    def start(self, blocking: bool = False) -> None:
+        scheduler = self.scheduler or self.build_scheduler(blocking)
+        if self.database.is_postgresql:
+            self._listener = threading.Thread(target=self._listen, name="alerts-wakeup", daemon=True)
+            self._listener.start()
+        log.info("scheduler started (%s, worker %s)", "blocking" if blocking else "background", self.worker)
+        scheduler.start()
+
+    def shutdown(self) -> None:
+        self._stopping.set()
+        if self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def _listen(self) -> None:
+        """Wake on NOTIFY from any process that committed new work (PostgreSQL only)."""
+        import psycopg
+
+        url = self.database.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as connection:
+                    connection.execute(f"LISTEN {WAKEUP_CHANNEL}")
+                    for _ in connection.notifies(timeout=5.0, stop_after=None):
+                        self.wake()
+                        if self._stopping.is_set():
+                            return
+            except psycopg.Error:
+                log.exception("wake-up listener lost its connection; reconnecting")
+                self._stopping.wait(2.0)
+
+
+def _log_job_error(event: JobExecutionEvent) -> None:
+    log.error("job %s failed: %r", event.job_id, event.exception, exc_info=event.exception)
+
+
+def notify_workers(database: Database) -> None:
+    """Tell every worker process, through PostgreSQL, that there is new work."""
+    if database.is_postgresql:
+        with database.engine.connect() as connection:
+            connection.exec_driver_sql(f"NOTIFY {WAKEUP_CHANNEL}")
+            connection.commit()
+
+
+def register(app: Flask) -> None:
+    """Composition: the engine, its wake-up hooks, and the worker commands."""
+    engine = Engine.from_app(app)
+    app.extensions["alerts_engine"] = engine
+    wakeups = app.extensions.setdefault("alerts_wakeups", [])
+    wakeups.append(engine.wake)
+    if not app.config["SCHEDULER_ENABLED"]:
+        wakeups.append(partial(notify_workers, app.extensions["alerts_db"]))

@@ -1,0 +1,179 @@
+"""The escalation engine on a real database: plans from the policy, pages on time, stops on acknowledgement."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from alerts import incidents
+from alerts.models import DutyPeriod, EscalationPolicy, EscalationStep, IncidentEvent, OutboundMessage
+from alerts.states import IncidentStatus, StepState
+from escalation.engine import plan_escalations, run_due_steps, sweep
+from tests import factories
+from tests.conftest import T0
+
+
+def _pages(session):
+    return session.scalars(
+        select(OutboundMessage).where(OutboundMessage.purpose == "page").order_by(OutboundMessage.id)
+    ).all()
+
+
+def _paged_ids(session):
+    return sorted(m.responder_id for m in _pages(session))
+
+
+def test_a_new_critical_incident_pages_tiers_1_and_2_at_once(session, database):
+    net = factories.network(session)
+    incident = factories.incident(session, net["zone"])
+    session.commit()
+    sweep(database.sessionmaker, T0, "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    expected = sorted(r.id for r in net["tier1"] + net["tier2"])
+    assert _paged_ids(session) == expected
+    page = _pages(session)[0]
+    assert f"OK {incident.number}" in page.body
+    assert "Kitchanga" in page.body
+    assert page.segments == 1
+    assert incident.policy_snapshot[0]["tier"] == 1
+
+
+def test_tier_3_is_paged_after_10_minutes_without_acknowledgement(session, database):
+    net = factories.network(session)
+    factories.incident(session, net["zone"])
+    session.commit()
+    sweep(database.sessionmaker, T0, "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    sweep(database.sessionmaker, T0 + timedelta(minutes=9), "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    assert net["tier3"][0].id not in _paged_ids(session)
+    sweep(database.sessionmaker, T0 + timedelta(minutes=10), "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    assert net["tier3"][0].id in _paged_ids(session)
+
+
+def test_an_acknowledgement_stops_the_escalation(session, database):
+    net = factories.network(session)
+    incident = factories.incident(session, net["zone"])
+    session.commit()
+    sweep(database.sessionmaker, T0, "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    first_round = len(_pages(session))
+    incidents.acknowledge(session, incident, T0 + timedelta(minutes=2), "test", net["tier1"][0])
+    session.commit()
+    sweep(database.sessionmaker, T0 + timedelta(hours=2), "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    assert len(_pages(session)) == first_round
+    pending = session.scalars(select(EscalationStep).where(EscalationStep.state == StepState.PENDING)).all()
+    assert pending == []
+
+
+def test_the_others_who_were_paged_are_told_who_has_it(session, database):
+    net = factories.network(session)
+    incident = factories.incident(session, net["zone"])
+    session.commit()
+    sweep(database.sessionmaker, T0, "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    taker = net["tier1"][0]
+    incidents.acknowledge(session, incident, T0 + timedelta(minutes=1), "test", taker)
+    session.commit()
+    told = session.scalars(select(OutboundMessage).where(OutboundMessage.idempotency_key.like("acked:%"))).all()
+    assert sorted(m.responder_id for m in told) == sorted(r.id for r in net["tier1"][1:] + net["tier2"])
+    assert all(taker.name in m.body for m in told)
+
+
+def test_nobody_on_duty_in_a_tier_falls_through_to_the_next(session, database):
+    net = factories.network(session)
+    for responder in net["tier1"]:
+        responder.duty_periods.append(DutyPeriod(starts_at=T0 + timedelta(hours=8), ends_at=T0 + timedelta(hours=16)))
+    session.add(EscalationPolicy(zone_id=net["zone"].id, severity="high", steps=[{"tier": 1}]))
+    factories.incident(session, net["zone"], severity="high", category="looting")
+    session.commit()
+    sweep(database.sessionmaker, T0, "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    assert _paged_ids(session) == [net["tier2"][0].id]
+    kinds = session.scalars(select(IncidentEvent.kind)).all()
+    assert "nobody_on_duty" in kinds
+
+
+def test_a_zone_policy_wins_over_the_default_and_is_snapshotted(session, database):
+    net = factories.network(session)
+    policy = EscalationPolicy(zone_id=net["zone"].id, severity="critical", steps=[{"tier": 2, "after_minutes": 5}])
+    session.add(policy)
+    incident = factories.incident(session, net["zone"])
+    session.commit()
+    plan_escalations(session, T0)
+    policy.steps = [{"tier": 1}]
+    session.commit()
+    steps = session.scalars(select(EscalationStep)).all()
+    assert [(s.tier, s.due_at) for s in steps] == [(2, T0 + timedelta(minutes=5))]
+    assert incident.policy_snapshot == [
+        {"after_minutes": 5, "tier": 2, "repeat_every_minutes": 0, "repeat_times": 0, "quorum": 1}
+    ]
+
+
+def test_an_upgrade_restarts_escalation_under_the_stricter_policy(session, database):
+    net = factories.network(session)
+    incident = factories.incident(session, net["zone"], severity="medium", category="threat")
+    session.commit()
+    sweep(database.sessionmaker, T0, "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    incident.severity, incident.category = "critical", "killing"
+    incident.escalation_generation += 1
+    incident.policy_snapshot = None
+    session.commit()
+    sweep(database.sessionmaker, T0 + timedelta(minutes=3), "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    old = session.scalars(select(EscalationStep).where(EscalationStep.generation == 0)).all()
+    assert all(s.state in (StepState.DONE, StepState.CANCELLED) for s in old)
+    new_pages = [m for m in _pages(session) if m.created_at == T0 + timedelta(minutes=3)]
+    assert {m.responder_id for m in new_pages} >= {r.id for r in net["tier2"]}
+
+
+def test_a_step_runs_once_even_when_two_workers_sweep(session, database):
+    net = factories.network(session)
+    factories.incident(session, net["zone"])
+    session.commit()
+    plan_escalations(session, T0)
+    with database.session() as other:
+        first = run_due_steps(session, T0, "w1")
+        second = run_due_steps(other, T0, "w2")
+    assert len(first) == 2
+    assert second == []
+    assert len(_pages(session)) == 3
+
+
+def test_a_quorum_step_keeps_paging_until_enough_responders_answer(session, database):
+    net = factories.network(session)
+    session.add(EscalationPolicy(zone_id=net["zone"].id, severity="critical",
+                                 steps=[{"tier": 1, "quorum": 2, "repeat_every_minutes": 5, "repeat_times": 2}]))
+    incident = factories.incident(session, net["zone"])
+    session.commit()
+    sweep(database.sessionmaker, T0, "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    incidents.acknowledge(session, incident, T0 + timedelta(minutes=1), "a", net["tier1"][0])
+    session.commit()
+    sweep(database.sessionmaker, T0 + timedelta(minutes=5), "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    repeat_pages = [m for m in _pages(session) if m.created_at == T0 + timedelta(minutes=5)]
+    assert [m.responder_id for m in repeat_pages] == [net["tier1"][1].id]
+    incidents.acknowledge(session, incident, T0 + timedelta(minutes=6), "b", net["tier1"][1])
+    session.commit()
+    sweep(database.sessionmaker, T0 + timedelta(minutes=10), "w1")
+    session.commit()  # end the read snapshot: see what the workers committed
+    session.expire_all()
+    assert not [m for m in _pages(session) if m.created_at == T0 + timedelta(minutes=10)]
+    assert incident.status == IncidentStatus.ACKNOWLEDGED
