@@ -1,4 +1,4 @@
-"""gunicorn settings shared by `make run` and production; each setting can be overridden on the command line."""
+"""gunicorn settings for `make run` and production; the command line can override each one."""
 
 import os
 
@@ -12,7 +12,7 @@ accesslog = "-"
 access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 
 
-def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signature
+def post_worker_init(worker):
     """Embedded mode (SCHEDULER_ENABLED=1, one worker): start the escalation scheduler in the worker."""
     app = worker.wsgi
     engine = getattr(app, "extensions", {}).get("alerts_engine")
@@ -20,7 +20,7 @@ def post_worker_init(worker):  # noqa: ANN001, ANN201 - gunicorn's hook signatur
         engine.start()
 
 
-def worker_exit(server, worker):  # noqa: ANN001, ANN201, ARG001
+def worker_exit(server, worker):
     app = worker.wsgi
     engine = getattr(app, "extensions", {}).get("alerts_engine")
     if engine is not None:

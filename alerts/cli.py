@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -10,6 +12,7 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from alerts import imports, migrate
+from alerts.parsing import parse_message
 from alerts.web import get_database
 
 db_cli = AppGroup("db", help="Database migrations (Alembic).")
@@ -49,10 +52,61 @@ def demo_command() -> None:
         click.echo("coordinator login: exists already (password not shown again)")
 
 
+@click.command("parse")
+@with_appcontext
+def parse_command() -> None:
+    """Read JSON lines {"text", "near"} on stdin; write one parsed and located JSON line for each."""
+    from alerts.parsing import Kind
+    from alerts.pipeline import PipelineSettings, gazetteer, keywords
+
+    settings = PipelineSettings.from_config(current_app.config)
+    words = keywords(settings.keywords_dirs)
+    errors = 0
+    with get_database().read_sessionmaker() as session:
+        places = gazetteer(session)
+    stdin = sys.stdin
+    for number, line in enumerate(stdin, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            text, near = item["text"], item.get("near")
+            if not isinstance(text, str):
+                raise ValueError("text must be a string")
+            home = (float(near[0]), float(near[1])) if near else None
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            errors += 1
+            click.echo(json.dumps({"error": f"line {number}: {exc.__class__.__name__}: {exc}"}))
+            continue
+        parsed = parse_message(text, words)
+        row: dict[str, Any] = dict.fromkeys(
+            ("kind", "category", "severity", "count", "place", "lat", "lon", "located_by", "command", "ref")
+        )
+        row.update(kind=parsed.kind.value, language=parsed.language)
+        if parsed.kind == Kind.COMMAND:
+            row.update(command=parsed.command.value if parsed.command else None, ref=parsed.ref)
+        elif parsed.kind == Kind.ALERT:
+            location = places.locate(parsed.place_words, parsed.coordinates, home)
+            row.update(
+                category=parsed.category.value if parsed.category else None,
+                severity=parsed.severity.value if parsed.severity else None,
+                count=parsed.count,
+                place=location.place_name,
+                lat=location.lat,
+                lon=location.lon,
+                located_by=location.located_by.value,
+            )
+        click.echo(json.dumps(row, ensure_ascii=False))
+    if errors:
+        raise click.ClickException(f"{errors} line(s) could not be read")
+
+
 def _import_command(
     group: AppGroup, run: Callable[..., imports.ImportResult], columns: str, regional: bool
 ) -> None:
-    @group.command("import", help=f"Import a CSV file with columns {columns}. Nothing is written if a row is bad.")
+    @group.command(
+        "import", help=f"Import a CSV file with columns {columns}. Nothing is written if a row is bad."
+    )
     @click.argument("file", type=click.File("r", encoding="utf-8-sig"))
     def command(file: TextIO) -> None:
         kwargs: dict[str, Any] = {"default_region": current_app.config["DEFAULT_REGION"]} if regional else {}
@@ -77,5 +131,13 @@ _import_command(responders_cli, imports.import_responders, "name,phone,tier,zone
 
 
 def init_app(app: Flask) -> None:
-    for command in (db_cli, demo_command, places_cli, zones_cli, focal_points_cli, responders_cli):
+    for command in (
+        db_cli,
+        demo_command,
+        parse_command,
+        places_cli,
+        zones_cli,
+        focal_points_cli,
+        responders_cli,
+    ):
         app.cli.add_command(command)

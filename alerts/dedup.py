@@ -133,8 +133,13 @@ def best_match(report: NewReport, candidates: Sequence[Candidate], rules: DedupR
             continue
         # Nearest in space and time: both distances as fractions of their limits.
         score = distance / rules.distance_km + gap / rules.window
-        match = Match(candidate.incident_id, distance, gap.total_seconds() / 60, group,
-                      is_repeat(report, candidate.reports))
+        match = Match(
+            candidate.incident_id,
+            distance,
+            gap.total_seconds() / 60,
+            group,
+            is_repeat(report, candidate.reports),
+        )
         if best is None or score < best[0]:
             best = (score, match)
     return best[1] if best else None

@@ -33,15 +33,51 @@ ZONES = (
     ("Walikale", -1.4200, 28.0500, 60),
 )
 FIRST_NAMES = (
-    "Amani", "Furaha", "Jean-Baptiste", "Neema", "Espoir", "Baraka", "Consolee", "Patient", "Riziki",
-    "Dieudonne", "Sifa", "Justin", "Mapendo", "Innocent", "Faida", "Pascal", "Esther", "Bahati",
+    "Amani",
+    "Furaha",
+    "Jean-Baptiste",
+    "Neema",
+    "Espoir",
+    "Baraka",
+    "Consolee",
+    "Patient",
+    "Riziki",
+    "Dieudonne",
+    "Sifa",
+    "Justin",
+    "Mapendo",
+    "Innocent",
+    "Faida",
+    "Pascal",
+    "Esther",
+    "Bahati",
 )
 LAST_NAMES = (
-    "Kambale", "Mumbere", "Kahindo", "Habimana", "Bisimwa", "Muhindo", "Kasereka", "Nzabonimpa",
-    "Mukeba", "Paluku", "Masika", "Bahati", "Ndayambaje", "Kavira", "Sikuli",
+    "Kambale",
+    "Mumbere",
+    "Kahindo",
+    "Habimana",
+    "Bisimwa",
+    "Muhindo",
+    "Kasereka",
+    "Nzabonimpa",
+    "Mukeba",
+    "Paluku",
+    "Masika",
+    "Bahati",
+    "Ndayambaje",
+    "Kavira",
+    "Sikuli",
 )
-LANGUAGE_BY_ZONE = {"Goma": "fr", "Masisi": "sw", "Kitchanga": "rw", "Rutshuru": "sw", "Lubero": "sw",
-                    "Beni": "sw", "Walikale": "ln"}
+LANGUAGE_BY_ZONE = {
+    "Goma": "fr",
+    "Masisi": "sw",
+    "Kitchanga": "rw",
+    "Rutshuru": "sw",
+    "Lubero": "sw",
+    "Beni": "sw",
+    "Walikale": "ln",
+}
 
 
 @dataclass
@@ -70,10 +106,10 @@ def seed_demo(session: Session) -> DemoResult:
     """Places, zones, focal points, responders, default policies and a coordinator login."""
     with DEMO_GAZETTEER.open(encoding="utf-8") as stream:
         places = imports.import_places(session, stream)
-    zones = imports.import_zones(
-        session, _csv(["name", "lat", "lon", "radius_km"], [list(z) for z in ZONES])
-    )
-    areas = [ZoneArea(id=i, name=n, lat=lat, lon=lon, radius_km=r) for i, (n, lat, lon, r) in enumerate(ZONES)]
+    zones = imports.import_zones(session, _csv(["name", "lat", "lon", "radius_km"], [list(z) for z in ZONES]))
+    areas = [
+        ZoneArea(id=i, name=n, lat=lat, lon=lon, radius_km=r) for i, (n, lat, lon, r) in enumerate(ZONES)
+    ]
 
     homes = []  # villages inside a demo zone, with that zone
     with DEMO_GAZETTEER.open(encoding="utf-8") as stream:
@@ -109,7 +145,11 @@ def seed_demo(session: Session) -> DemoResult:
     if session.scalar(select(User).where(User.username == "coordinator")) is None:
         password = secrets.token_urlsafe(12)
         session.add(
-            User(username="coordinator", password_hash=generate_password_hash(password), role=UserRole.COORDINATOR)
+            User(
+                username="coordinator",
+                password_hash=generate_password_hash(password),
+                role=UserRole.COORDINATOR,
+            )
         )
     session.commit()
     return DemoResult(places, zones, focal_points, responders, password)
@@ -118,7 +158,9 @@ def seed_demo(session: Session) -> DemoResult:
 def seed_default_policies(session: Session) -> int:
     """Add the default (zone-less) policy of each severity that has none yet; returns how many were added."""
     defaults = json.loads((DATA / "default_policies.json").read_text(encoding="utf-8"))
-    existing = set(session.scalars(select(EscalationPolicy.severity).where(EscalationPolicy.zone_id.is_(None))))
+    existing = set(
+        session.scalars(select(EscalationPolicy.severity).where(EscalationPolicy.zone_id.is_(None)))
+    )
     added = 0
     for severity, steps in defaults.items():
         if severity.startswith("_") or severity in existing:

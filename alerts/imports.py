@@ -138,7 +138,9 @@ def _apply(obj: Any, values: dict[str, Any]) -> bool:
     return changed
 
 
-def _upsert(session: Session, existing: Any, model: type, values: dict[str, Any], result: ImportResult) -> Any:
+def _upsert(
+    session: Session, existing: Any, model: type, values: dict[str, Any], result: ImportResult
+) -> Any:
     if existing is None:
         obj = model(**values)
         session.add(obj)
@@ -223,7 +225,10 @@ def import_focal_points(session: Session, stream: TextIO, default_region: str = 
         }
 
     rows = _validate(
-        _read(stream, ("name", "phone", "lat", "lon", "zone", "language")), parse, lambda v: v["phone"], "phone"
+        _read(stream, ("name", "phone", "lat", "lon", "zone", "language")),
+        parse,
+        lambda v: v["phone"],
+        "phone",
     )
     _refuse_phones_of(session, Responder, [r.values["phone"] for r in rows], rows, "a responder")
     existing = {f.phone: f for f in session.scalars(select(FocalPoint))}
@@ -278,6 +283,10 @@ def import_responders(session: Session, stream: TextIO, default_region: str = "C
 def _refuse_phones_of(session: Session, other: type, phones: list[str], rows: list[_Row], what: str) -> None:
     """A number is either a focal point's or a responder's: the roles route messages differently."""
     taken = set(session.scalars(select(other.phone).where(other.phone.in_(phones))))
-    errors = [f"line {r.line}: phone {mask_phone(r.values['phone'])} is {what}'s" for r in rows if r.values["phone"] in taken]
+    errors = [
+        f"line {r.line}: phone {mask_phone(r.values['phone'])} is {what}'s"
+        for r in rows
+        if r.values["phone"] in taken
+    ]
     if errors:
         raise ImportFailed(errors)

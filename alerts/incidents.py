@@ -48,7 +48,13 @@ def next_number(session: Session, name: str = "incident") -> int:
 
 
 def record(
-    session: Session, incident: Incident, kind: str, detail: str, now: datetime, actor: str = "system", **data: Any
+    session: Session,
+    incident: Incident,
+    kind: str,
+    detail: str,
+    now: datetime,
+    actor: str = "system",
+    **data: Any,
 ) -> IncidentEvent:
     """Append a line to the incident's timeline (joins the caller's transaction)."""
     event = IncidentEvent(incident_id=incident.id, at=now, kind=kind, actor=actor, detail=detail, data=data)
@@ -83,7 +89,9 @@ class Ack(StrEnum):
 def acknowledged_by(session: Session, incident: Incident) -> set[int]:
     """Responders who acknowledged the incident (by SMS or on the page)."""
     events = session.scalars(
-        select(IncidentEvent).where(IncidentEvent.incident_id == incident.id, IncidentEvent.kind == "acknowledged")
+        select(IncidentEvent).where(
+            IncidentEvent.incident_id == incident.id, IncidentEvent.kind == "acknowledged"
+        )
     )
     return {e.data["responder"] for e in events if e.data.get("responder") is not None}
 
@@ -98,8 +106,15 @@ def acknowledge(
     if responder_id is not None and responder_id in acknowledged_by(session, incident):
         return Ack.REPEATED
     minutes = (now - incident.first_report_at).total_seconds() / 60
-    record(session, incident, "acknowledged", f"acknowledged by {actor} after {minutes:.0f} min", now, actor,
-           responder=responder_id)
+    record(
+        session,
+        incident,
+        "acknowledged",
+        f"acknowledged by {actor} after {minutes:.0f} min",
+        now,
+        actor,
+        responder=responder_id,
+    )
     if incident.status != IncidentStatus.OPEN:
         return Ack.ADDITIONAL
     incident.status = IncidentStatus.ACKNOWLEDGED
@@ -108,9 +123,16 @@ def acknowledge(
     name = responder.name if responder else actor
     for other in _paged_responders(session, incident):
         if other.id != responder_id:
-            enqueue(session, recipient=other.phone, purpose="update", now=now, incident_id=incident.id,
-                    responder_id=other.id, idempotency_key=f"acked:{incident.id}:{other.id}",
-                    body=render("others_acknowledged", other.language, number=incident.number, name=name))
+            enqueue(
+                session,
+                recipient=other.phone,
+                purpose="update",
+                now=now,
+                incident_id=incident.id,
+                responder_id=other.id,
+                idempotency_key=f"acked:{incident.id}:{other.id}",
+                body=render("others_acknowledged", other.language, number=incident.number, name=name),
+            )
     _tell_reporters(session, incident, "reporter_acknowledged", now)
     return Ack.FIRST
 
@@ -143,14 +165,21 @@ def _paged_responders(session: Session, incident: Incident) -> list[Responder]:
 
 def _tell_reporters(session: Session, incident: Incident, key: str, now: datetime) -> None:
     reporters = session.scalars(
-        select(FocalPoint).where(
-            FocalPoint.id.in_(select(Report.focal_point_id).where(Report.incident_id == incident.id))
-        ).order_by(FocalPoint.id)
+        select(FocalPoint)
+        .where(FocalPoint.id.in_(select(Report.focal_point_id).where(Report.incident_id == incident.id)))
+        .order_by(FocalPoint.id)
     )
     for focal_point in reporters:
-        enqueue(session, recipient=focal_point.phone, purpose="update", now=now, incident_id=incident.id,
-                focal_point_id=focal_point.id, idempotency_key=f"{key}:{incident.id}:{focal_point.id}",
-                body=render(key, focal_point.language, number=incident.number))
+        enqueue(
+            session,
+            recipient=focal_point.phone,
+            purpose="update",
+            now=now,
+            incident_id=incident.id,
+            focal_point_id=focal_point.id,
+            idempotency_key=f"{key}:{incident.id}:{focal_point.id}",
+            body=render(key, focal_point.language, number=incident.number),
+        )
 
 
 def pull_next_step_forward(session: Session, incident: Incident, now: datetime, reason: str) -> int:

@@ -25,10 +25,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from alerts.parsing import Category, Severity
 from alerts.states import (
     FocalPointStatus,
-    IncidentStatus,
     InboundState,
+    IncidentStatus,
     LocatedBy,
     OutboundState,
     SenderKind,
@@ -37,21 +38,9 @@ from alerts.states import (
     in_check,
 )
 
-CATEGORIES = (
-    "killing",
-    "sexual_violence",
-    "abduction",
-    "attack",
-    "clash",
-    "arson",
-    "looting",
-    "armed_presence",
-    "displacement",
-    "threat",
-    "other",
-    "unknown",  # a missed-call "beep": something is wrong, nobody has said what yet
-)
-SEVERITIES = ("low", "medium", "high", "critical")
+# A missed-call "beep" is category "unknown": something is wrong, nobody has said what yet.
+CATEGORIES = (*(c.value for c in Category), "unknown")
+SEVERITIES = tuple(s.value for s in Severity)
 
 
 def _values_check(column: str, values: tuple[str, ...]) -> str:
@@ -94,7 +83,11 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute as is
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[Any]: JSON(),
+    }
 
 
 class Zone(Base):
@@ -308,7 +301,7 @@ class Incident(Base):
 
 
 class Report(Base):
-    """An inbound message understood as an alert: category, severity, place, coordinates, count, confidence."""
+    """An inbound message understood as an alert: category, severity, place, count, confidence."""
 
     __tablename__ = "reports"
     __table_args__ = (
@@ -324,7 +317,9 @@ class Report(Base):
         ForeignKey("inbound_messages.id", ondelete="CASCADE"), unique=True
     )
     focal_point_id: Mapped[int | None] = mapped_column(ForeignKey("focal_points.id", ondelete="SET NULL"))
-    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="SET NULL"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
     category: Mapped[str] = mapped_column(String(32))
     secondary_categories: Mapped[list[Any]] = mapped_column(JSON, default=list)
     severity: Mapped[str] = mapped_column(String(16))
@@ -417,7 +412,9 @@ class OutboundMessage(Base):
     purpose: Mapped[str] = mapped_column(String(24), default="page")  # page, receipt, confirmation, update...
     state: Mapped[str] = mapped_column(String(16), default=OutboundState.QUEUED)
     idempotency_key: Mapped[str] = mapped_column(String(120))
-    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="SET NULL"), index=True)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
     responder_id: Mapped[int | None] = mapped_column(ForeignKey("responders.id", ondelete="SET NULL"))
     focal_point_id: Mapped[int | None] = mapped_column(ForeignKey("focal_points.id", ondelete="SET NULL"))
     escalation_step_id: Mapped[int | None] = mapped_column(

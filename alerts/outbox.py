@@ -41,7 +41,9 @@ def enqueue(
     reply_cap_per_hour: int | None = None,
 ) -> Enqueued:
     """Add an SMS to the outbox (not committed: it joins the caller's transaction)."""
-    existing = session.scalar(select(OutboundMessage).where(OutboundMessage.idempotency_key == idempotency_key))
+    existing = session.scalar(
+        select(OutboundMessage).where(OutboundMessage.idempotency_key == idempotency_key)
+    )
     if existing is not None:
         return Enqueued(None, "duplicate")
     if purpose in AUTOMATIC_REPLIES and reply_cap_per_hour is not None:

@@ -35,7 +35,7 @@ from alerts.geolocation import Gazetteer, Location, PlaceRecord, ZoneArea, zone_
 from alerts.models import Counter, FocalPoint, InboundMessage, Incident, Place, Report, Responder, Zone
 from alerts.outbox import enqueue
 from alerts.parsing import Command, Keywords, Kind, ParsedMessage, load_keywords, parse_message
-from alerts.states import FocalPointStatus, IncidentStatus, InboundState, SenderKind
+from alerts.states import FocalPointStatus, InboundState, IncidentStatus, SenderKind
 from alerts.texts import render
 
 log = logging.getLogger(__name__)
@@ -80,8 +80,17 @@ class _Context:
     now: datetime
     settings: PipelineSettings
 
-    def reply(self, key: str, language: str | None, decision: str, *, focal_point_id: int | None = None,
-              responder_id: int | None = None, incident: Incident | None = None, **fields: Any) -> Outcome:
+    def reply(
+        self,
+        key: str,
+        language: str | None,
+        decision: str,
+        *,
+        focal_point_id: int | None = None,
+        responder_id: int | None = None,
+        incident: Incident | None = None,
+        **fields: Any,
+    ) -> Outcome:
         body = render(key, language, **fields)
         queued = enqueue(
             self.session,
@@ -105,7 +114,8 @@ class _Context:
 
 
 @cache
-def _keywords(dirs: tuple[Path, ...]) -> Keywords:
+def keywords(dirs: tuple[Path, ...]) -> Keywords:
+    """The parser's vocabulary: bundled files plus a coordinator's directory, loaded once per process."""
     return load_keywords(dirs)
 
 
@@ -123,7 +133,12 @@ def gazetteer(session: Session) -> Gazetteer:
         _gazetteers.clear()
         _gazetteers[key] = Gazetteer(
             PlaceRecord(
-                id=p.id, name=p.name, lat=p.lat, lon=p.lon, admin1=p.admin1, admin2=p.admin2,
+                id=p.id,
+                name=p.name,
+                lat=p.lat,
+                lon=p.lon,
+                admin1=p.admin1,
+                admin2=p.admin2,
                 alt_names=tuple(a for a in p.alt_names.split("|") if a),
             )
             for p in places
@@ -134,14 +149,20 @@ def gazetteer(session: Session) -> Gazetteer:
 def zone_areas(session: Session) -> list[ZoneArea]:
     return [
         ZoneArea(
-            id=z.id, name=z.name, lat=z.lat, lon=z.lon, radius_km=z.radius_km,
+            id=z.id,
+            name=z.name,
+            lat=z.lat,
+            lon=z.lon,
+            radius_km=z.radius_km,
             polygon=tuple((float(a), float(b)) for a, b in z.polygon) if z.polygon else None,
         )
         for z in session.scalars(select(Zone))
     ]
 
 
-def process_message(session: Session, message_id: int, *, now: datetime, settings: PipelineSettings) -> Outcome:
+def process_message(
+    session: Session, message_id: int, *, now: datetime, settings: PipelineSettings
+) -> Outcome:
     """Process one stored inbound message and commit; a message already processed is left alone."""
     # The row lock makes the webhook and the retry job agree on who processes a message.
     message = session.get(InboundMessage, message_id, with_for_update=True)
@@ -152,7 +173,9 @@ def process_message(session: Session, message_id: int, *, now: datetime, setting
         return Outcome("already processed")
 
     focal_point = session.scalar(select(FocalPoint).where(FocalPoint.phone == message.sender))
-    responder = None if focal_point else session.scalar(select(Responder).where(Responder.phone == message.sender))
+    responder = (
+        None if focal_point else session.scalar(select(Responder).where(Responder.phone == message.sender))
+    )
     message.sender_kind = (
         SenderKind.FOCAL_POINT if focal_point else SenderKind.RESPONDER if responder else SenderKind.UNKNOWN
     )
@@ -163,16 +186,23 @@ def process_message(session: Session, message_id: int, *, now: datetime, setting
         outcome = Outcome("rate limited")
         message.state = InboundState.RATE_LIMITED
     else:
-        context = _Context(session, message, parse_message(message.text, _keywords(settings.keywords_dirs)),
-                           now, settings)
+        context = _Context(
+            session, message, parse_message(message.text, keywords(settings.keywords_dirs)), now, settings
+        )
         if focal_point is not None:
             outcome = _from_focal_point(context, focal_point)
         elif responder is not None:
             outcome = _from_responder(context, responder)
         else:
             outcome = Outcome("unverified sender: waiting for a coordinator")
-        message.state = InboundState.UNVERIFIED if responder is None and focal_point is None else InboundState.PROCESSED
-        if focal_point is not None and focal_point.status != FocalPointStatus.ACTIVE and outcome.incident_number is None:
+        message.state = (
+            InboundState.UNVERIFIED if responder is None and focal_point is None else InboundState.PROCESSED
+        )
+        if (
+            focal_point is not None
+            and focal_point.status != FocalPointStatus.ACTIVE
+            and outcome.incident_number is None
+        ):
             message.state = InboundState.UNVERIFIED
     message.processed_at = now
     message.error = None
@@ -208,8 +238,12 @@ def _from_focal_point(ctx: _Context, focal_point: FocalPoint) -> Outcome:
             return Outcome(f"command {parsed.command} from a focal point: no action")
         return handler(ctx, focal_point)
     if parsed.kind == Kind.UNKNOWN:
-        return ctx.reply("unclear", focal_point.language, "not an alert: asked the sender for details",
-                         focal_point_id=focal_point.id)
+        return ctx.reply(
+            "unclear",
+            focal_point.language,
+            "not an alert: asked the sender for details",
+            focal_point_id=focal_point.id,
+        )
     if focal_point.status != FocalPointStatus.ACTIVE:
         _make_report(ctx, focal_point, incident=None)
         return Outcome(f"alert from a {focal_point.status} focal point: held for review")
@@ -237,8 +271,13 @@ def _locate(ctx: _Context, focal_point: FocalPoint | None) -> Location:
     return gazetteer(ctx.session).locate(ctx.parsed.place_words, ctx.parsed.coordinates, home)
 
 
-def _make_report(ctx: _Context, focal_point: FocalPoint, incident: Incident | None,
-                 location: Location | None = None, is_repeat: bool = False) -> Report:
+def _make_report(
+    ctx: _Context,
+    focal_point: FocalPoint,
+    incident: Incident | None,
+    location: Location | None = None,
+    is_repeat: bool = False,
+) -> Report:
     parsed = ctx.parsed
     location = location or _locate(ctx, focal_point)
     report = Report(
@@ -331,30 +370,64 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
     _serialise_matching(session)
     match: Match | None = None
     if location.lat is not None and location.lon is not None:
-        new = NewReport(category, severity, location.lat, location.lon, ctx.message.received_at,
-                        location.located_by.value, focal_point.id, ctx.message.text)
+        new = NewReport(
+            category,
+            severity,
+            location.lat,
+            location.lon,
+            ctx.message.received_at,
+            location.located_by.value,
+            focal_point.id,
+            ctx.message.text,
+        )
         match = best_match(new, _candidates(session, new, rules), rules)
 
     if match is None:
         incident = _open_incident(ctx, location, zone_id, category, severity)
         report = _make_report(ctx, focal_point, incident, location)
-        incidents.record(session, incident, "opened", f"{category}, {severity}: first report", ctx.now,
-                         report_message=ctx.message.id)
-        incidents.record(session, incident, "located", location.note, ctx.now,
-                         located_by=location.located_by.value, confidence=report.confidence)
-        return ctx.reply("receipt", focal_point.language, f"opened incident {incident.number}",
-                         focal_point_id=focal_point.id, incident=incident, number=incident.number)
+        incidents.record(
+            session,
+            incident,
+            "opened",
+            f"{category}, {severity}: first report",
+            ctx.now,
+            report_message=ctx.message.id,
+        )
+        incidents.record(
+            session,
+            incident,
+            "located",
+            location.note,
+            ctx.now,
+            located_by=location.located_by.value,
+            confidence=report.confidence,
+        )
+        return ctx.reply(
+            "receipt",
+            focal_point.language,
+            f"opened incident {incident.number}",
+            focal_point_id=focal_point.id,
+            incident=incident,
+            number=incident.number,
+        )
 
     incident = session.get(Incident, match.incident_id, with_for_update=True)
     assert incident is not None
     report = _make_report(ctx, focal_point, incident, location, is_repeat=match.repeat)
     _merge_into(ctx, incident, report, match, focal_point)
-    return ctx.reply("receipt_corroboration", focal_point.language, f"{match.reason} into {incident.number}",
-                     focal_point_id=focal_point.id, incident=incident, number=incident.number)
+    return ctx.reply(
+        "receipt_corroboration",
+        focal_point.language,
+        f"{match.reason} into {incident.number}",
+        focal_point_id=focal_point.id,
+        incident=incident,
+        number=incident.number,
+    )
 
 
-def _open_incident(ctx: _Context, location: Location, zone_id: int | None, category: str,
-                   severity: str) -> Incident:
+def _open_incident(
+    ctx: _Context, location: Location, zone_id: int | None, category: str, severity: str
+) -> Incident:
     parsed = ctx.parsed
     incident = Incident(
         number=incidents.next_number(ctx.session),
@@ -378,15 +451,19 @@ def _open_incident(ctx: _Context, location: Location, zone_id: int | None, categ
     return incident
 
 
-def _merge_into(ctx: _Context, incident: Incident, report: Report, match: Match, focal_point: FocalPoint) -> None:
+def _merge_into(
+    ctx: _Context, incident: Incident, report: Report, match: Match, focal_point: FocalPoint
+) -> None:
     session, now = ctx.session, ctx.now
     incident.last_report_at = max(incident.last_report_at, report.received_at)
     if match.repeat:
         incidents.record(session, incident, "repeat", match.reason, now, focal_point=focal_point.id)
         return
-    reporters = set(session.scalars(
-        select(Report.focal_point_id).where(Report.incident_id == incident.id, Report.id != report.id)
-    ))
+    reporters = set(
+        session.scalars(
+            select(Report.focal_point_id).where(Report.incident_id == incident.id, Report.id != report.id)
+        )
+    )
     if focal_point.id in reporters:
         detail = f"{match.reason}; same focal point again"
     else:
@@ -401,8 +478,13 @@ def _merge_into(ctx: _Context, incident: Incident, report: Report, match: Match,
         # A stricter policy applies: the engine replans escalation from the new generation.
         incident.escalation_generation += 1
         incident.policy_snapshot = None
-        incidents.record(session, incident, "upgraded",
-                         f"upgraded from {before} to {incident.category}/{incident.severity}", now)
+        incidents.record(
+            session,
+            incident,
+            "upgraded",
+            f"upgraded from {before} to {incident.category}/{incident.severity}",
+            now,
+        )
 
 
 # --- responders -----------------------------------------------------------------------------------
@@ -411,23 +493,38 @@ def _merge_into(ctx: _Context, incident: Incident, report: Report, match: Match,
 def _from_responder(ctx: _Context, responder: Responder) -> Outcome:
     parsed = ctx.parsed
     if parsed.kind != Kind.COMMAND or parsed.command not in RESPONDER_COMMANDS:
-        return ctx.reply("unknown_command", responder.language, "responder text not understood",
-                         responder_id=responder.id)
+        return ctx.reply(
+            "unknown_command", responder.language, "responder text not understood", responder_id=responder.id
+        )
     return RESPONDER_COMMANDS[parsed.command](ctx, responder)
 
 
 def _incident_for_command(ctx: _Context, responder: Responder) -> Incident | Outcome:
     if ctx.parsed.ref is None:
-        return ctx.reply("command_needs_number", responder.language, "command without incident number",
-                         responder_id=responder.id)
+        return ctx.reply(
+            "command_needs_number",
+            responder.language,
+            "command without incident number",
+            responder_id=responder.id,
+        )
     try:
         incident = incidents.find_by_number(ctx.session, ctx.parsed.ref, for_update=True)
     except incidents.IncidentNotFound:
-        return ctx.reply("incident_not_found", responder.language, f"incident {ctx.parsed.ref} not found",
-                         responder_id=responder.id, number=ctx.parsed.ref)
+        return ctx.reply(
+            "incident_not_found",
+            responder.language,
+            f"incident {ctx.parsed.ref} not found",
+            responder_id=responder.id,
+            number=ctx.parsed.ref,
+        )
     if not incidents.responder_may_act(responder, incident):
-        return ctx.reply("not_your_zone", responder.language, f"incident {incident.number}: not their zone",
-                         responder_id=responder.id, number=incident.number)
+        return ctx.reply(
+            "not_your_zone",
+            responder.language,
+            f"incident {incident.number}: not their zone",
+            responder_id=responder.id,
+            number=incident.number,
+        )
     return incident
 
 
@@ -443,14 +540,17 @@ def _ack(ctx: _Context, responder: Responder) -> Outcome:
     result = incidents.acknowledge(ctx.session, incident, ctx.now, _actor(responder), responder)
     fields = {"responder_id": responder.id, "incident": incident, "number": incident.number}
     if result == incidents.Ack.CLOSED:
-        return ctx.reply("already_closed", responder.language, "ack of a closed incident",
-                         status=incident.status, **fields)
+        return ctx.reply(
+            "already_closed", responder.language, "ack of a closed incident", status=incident.status, **fields
+        )
     if result == incidents.Ack.ADDITIONAL:
         holder = incident.acknowledged_by.name if incident.acknowledged_by else "?"
-        return ctx.reply("already_acknowledged", responder.language, "additional acknowledgement",
-                         name=holder, **fields)
-    return ctx.reply("ack_done", responder.language, f"incident {incident.number} acknowledged ({result})",
-                     **fields)
+        return ctx.reply(
+            "already_acknowledged", responder.language, "additional acknowledgement", name=holder, **fields
+        )
+    return ctx.reply(
+        "ack_done", responder.language, f"incident {incident.number} acknowledged ({result})", **fields
+    )
 
 
 def _closer(status: IncidentStatus, done_key: str) -> Callable[[_Context, Responder], Outcome]:
@@ -460,10 +560,23 @@ def _closer(status: IncidentStatus, done_key: str) -> Callable[[_Context, Respon
             return found
         incident = found
         if not incidents.close(ctx.session, incident, status, ctx.now, _actor(responder)):
-            return ctx.reply("already_closed", responder.language, "already closed", responder_id=responder.id,
-                             incident=incident, number=incident.number, status=incident.status)
-        return ctx.reply(done_key, responder.language, f"incident {incident.number} {status.value}",
-                         responder_id=responder.id, incident=incident, number=incident.number)
+            return ctx.reply(
+                "already_closed",
+                responder.language,
+                "already closed",
+                responder_id=responder.id,
+                incident=incident,
+                number=incident.number,
+                status=incident.status,
+            )
+        return ctx.reply(
+            done_key,
+            responder.language,
+            f"incident {incident.number} {status.value}",
+            responder_id=responder.id,
+            incident=incident,
+            number=incident.number,
+        )
 
     return handle
 
@@ -473,10 +586,21 @@ def _status(ctx: _Context, responder: Responder) -> Outcome:
     if isinstance(found, Outcome):
         return found
     incident = found
-    reports = ctx.session.scalar(select(func.count()).select_from(Report).where(Report.incident_id == incident.id))
-    return ctx.reply("status", responder.language, "status sent", responder_id=responder.id, incident=incident,
-                     number=incident.number, category=incident.category, place=incident.place_name or "?",
-                     status=incident.status, reports=reports)
+    reports = ctx.session.scalar(
+        select(func.count()).select_from(Report).where(Report.incident_id == incident.id)
+    )
+    return ctx.reply(
+        "status",
+        responder.language,
+        "status sent",
+        responder_id=responder.id,
+        incident=incident,
+        number=incident.number,
+        category=incident.category,
+        place=incident.place_name or "?",
+        status=incident.status,
+        reports=reports,
+    )
 
 
 def _responder_help(ctx: _Context, responder: Responder) -> Outcome:

@@ -2,6 +2,8 @@
 
 from enum import StrEnum
 
+from alerts.geolocation import LocatedBy  # noqa: F401 - stored in reports.located_by
+
 
 class SenderKind(StrEnum):
     FOCAL_POINT = "focal_point"
@@ -51,13 +53,6 @@ class UserRole(StrEnum):
     ADMIN = "admin"
     COORDINATOR = "coordinator"
     RESPONDER = "responder"
-
-
-class LocatedBy(StrEnum):
-    COORDINATES = "coordinates"
-    GAZETTEER = "gazetteer"
-    HOME = "home"
-    NONE = "none"
 
 
 def in_check(column: str, enum: type[StrEnum]) -> str:

@@ -59,19 +59,25 @@ def outbox_command(as_json: bool, limit: int, full_numbers: bool) -> None:
             if as_json:
                 click.echo(json.dumps(row, ensure_ascii=False))
             else:
-                click.echo(f"{row['created_at'][:19]} {row['state']:<11} {row['to']:<16} #{row['incident'] or '-'} "
-                           f"{row['body']}")
+                click.echo(
+                    f"{row['created_at'][:19]} {row['state']:<11} {row['to']:<16} #{row['incident'] or '-'} "
+                    f"{row['body']}"
+                )
 
 
 report_cli = AppGroup("report", help="Figures protection teams are judged by.")
 
 
 @report_cli.command("response-times")
-@click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="First day (UTC); default 7 days ago.")
-@click.option("--until", type=click.DateTime(formats=["%Y-%m-%d"]), help="Last day (UTC), included; default today.")
+@click.option(
+    "--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="First day (UTC); default 7 days ago."
+)
+@click.option(
+    "--until", type=click.DateTime(formats=["%Y-%m-%d"]), help="Last day (UTC), included; default today."
+)
 @click.option("--json", "as_json", is_flag=True)
 def response_times_command(since: datetime | None, until: datetime | None, as_json: bool) -> None:
-    """Medians and 90th percentiles per zone: received -> first page -> delivered -> acknowledged -> resolved."""
+    """Median and p90 per zone: received -> first page -> delivered -> acknowledged -> resolved."""
     today = datetime.now(UTC).date()
     start = datetime.combine(since.date() if since else today - timedelta(days=7), time(), UTC)
     end = datetime.combine((until.date() if until else today) + timedelta(days=1), time(), UTC)
@@ -83,12 +89,14 @@ def response_times_command(since: datetime | None, until: datetime | None, as_js
         return
     click.echo(f"response times {start.date()} .. {(end - timedelta(days=1)).date()} (minutes: median / p90)")
     for row in rows:
-        parts = [f"{name} {row[name]['median']}/{row[name]['p90']}" for name in
-                 ("first_page", "first_delivery", "acknowledged", "resolved") if row[name]["n"]]
+        parts = [
+            f"{name} {row[name]['median']}/{row[name]['p90']}"
+            for name in ("first_page", "first_delivery", "acknowledged", "resolved")
+            if row[name]["n"]
+        ]
         click.echo(f"{row['zone']:<14} incidents {row['incidents']:<4} " + "  ".join(parts))
 
 
 def init_app(app: Flask) -> None:
     for command in (worker_command, outbox_command, report_cli):
         app.cli.add_command(command)
-

@@ -69,8 +69,11 @@ def claim(session: Session, now: datetime, limit: int) -> list[tuple[int, str, s
         taken = session.execute(
             update(OutboundMessage)
             .where(OutboundMessage.id == message.id, OutboundMessage.state == OutboundState.QUEUED)
-            .values(state=OutboundState.SENDING, attempts=OutboundMessage.attempts + 1,
-                    next_attempt_at=now + SEND_LEASE)
+            .values(
+                state=OutboundState.SENDING,
+                attempts=OutboundMessage.attempts + 1,
+                next_attempt_at=now + SEND_LEASE,
+            )
             .execution_options(synchronize_session=False)
         ).rowcount
         if taken == 1:
@@ -79,8 +82,14 @@ def claim(session: Session, now: datetime, limit: int) -> list[tuple[int, str, s
     return claimed
 
 
-def _record(session: Session, message_id: int, result: object, errors: list[SendError], now: datetime,
-            stats: DispatchStats) -> None:
+def _record(
+    session: Session,
+    message_id: int,
+    result: object,
+    errors: list[SendError],
+    now: datetime,
+    stats: DispatchStats,
+) -> None:
     message = session.get(OutboundMessage, message_id, with_for_update=True)
     if message is None or message.state != OutboundState.SENDING:
         return  # a delivery report got there first, or the row was recovered: nothing to undo
@@ -104,8 +113,14 @@ def _record(session: Session, message_id: int, result: object, errors: list[Send
         incident = session.get(Incident, message.incident_id) if message.incident_id else None
         if incident is not None:
             why = "permanent error" if permanent else f"gave up after {message.attempts} attempts"
-            incidents.record(session, incident, "send_failed", f"{message.purpose} not sent: {why} "
-                             f"({message.last_error})", now, outbound=message.id)
+            incidents.record(
+                session,
+                incident,
+                "send_failed",
+                f"{message.purpose} not sent: {why} ({message.last_error})",
+                now,
+                outbound=message.id,
+            )
             if message.purpose == "page":
                 incidents.pull_next_step_forward(session, incident, now, "a page could not be sent")
         return
@@ -133,8 +148,13 @@ def dispatch(
             result, errors = None, [RetryableSendError("dispatcher", type(exc).__name__)]
         for error in errors:
             stats.errors.append(f"{message_id}: {error.provider}: {error.reason}")
-            log.warning("outbox %s: %s %s (%s)", message_id, error.provider,
-                        "retryable" if error.retryable else "permanent", error.reason)
+            log.warning(
+                "outbox %s: %s %s (%s)",
+                message_id,
+                error.provider,
+                "retryable" if error.retryable else "permanent",
+                error.reason,
+            )
         with session_factory() as session:
             _record(session, message_id, result, errors, clock(), stats)
             session.commit()

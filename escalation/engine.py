@@ -33,9 +33,18 @@ from escalation.policy import PolicyError, on_duty, parse_policy, plan
 
 log = logging.getLogger(__name__)
 CATEGORY_WORDS = {
-    "killing": "TUERIE", "sexual_violence": "VIOLENCE SEXUELLE", "abduction": "ENLEVEMENT", "attack": "ATTAQUE",
-    "clash": "AFFRONTEMENT", "arson": "INCENDIE", "looting": "PILLAGE", "armed_presence": "HOMMES ARMES",
-    "displacement": "DEPLACEMENT", "threat": "MENACE", "other": "AUTRE", "unknown": "BEEP",
+    "killing": "TUERIE",
+    "sexual_violence": "VIOLENCE SEXUELLE",
+    "abduction": "ENLEVEMENT",
+    "attack": "ATTAQUE",
+    "clash": "AFFRONTEMENT",
+    "arson": "INCENDIE",
+    "looting": "PILLAGE",
+    "armed_presence": "HOMMES ARMES",
+    "displacement": "DEPLACEMENT",
+    "threat": "MENACE",
+    "other": "AUTRE",
+    "unknown": "BEEP",
 }
 
 
@@ -99,8 +108,14 @@ def plan_escalations(session: Session, now: datetime) -> int:
                 )
             )
         summary = ", ".join(f"tier {s.tier} at +{s.after_minutes} min" for s in steps)
-        incidents.record(session, incident, "escalation_planned", f"{incident.severity} policy: {summary}", now,
-                         generation=incident.escalation_generation)
+        incidents.record(
+            session,
+            incident,
+            "escalation_planned",
+            f"{incident.severity} policy: {summary}",
+            now,
+            generation=incident.escalation_generation,
+        )
         planned += 1
     session.commit()
     return planned
@@ -124,20 +139,28 @@ def responders_on_duty(session: Session, incident: Incident, tier: int, now: dat
     if incident.zone_id is not None and tier < 3:
         statement = statement.join(responder_zones).where(responder_zones.c.zone_id == incident.zone_id)
     return [
-        r for r in session.scalars(statement)
+        r
+        for r in session.scalars(statement)
         if on_duty([(p.starts_at, p.ends_at) for p in r.duty_periods], now)
     ]
 
 
 def page_text(session: Session, incident: Incident, language: str, key: str = "page") -> str:
     reports = session.scalar(
-        select(func.count()).select_from(Report).where(Report.incident_id == incident.id, Report.is_repeat.is_(False))
+        select(func.count())
+        .select_from(Report)
+        .where(Report.incident_id == incident.id, Report.is_repeat.is_(False))
     )
     zone = session.get(Zone, incident.zone_id) if incident.zone_id else None
     place = incident.place_name or (zone.name if zone else "?")
     return render(
-        key, language, number=incident.number, category=CATEGORY_WORDS.get(incident.category, incident.category),
-        place=place, count=f", {incident.count} pers." if incident.count else "", reports=reports,
+        key,
+        language,
+        number=incident.number,
+        category=CATEGORY_WORDS.get(incident.category, incident.category),
+        place=place,
+        count=f", {incident.count} pers." if incident.count else "",
+        reports=reports,
         time=incident.first_report_at.strftime("%H:%M"),
     )
 
@@ -158,7 +181,9 @@ def _run_step(session: Session, step: EscalationStep, now: datetime) -> StepResu
         responders = responders_on_duty(session, incident, tier, now)
         if responders:
             break
-        incidents.record(session, incident, "nobody_on_duty", f"nobody on duty in tier {tier}; next tier", now)
+        incidents.record(
+            session, incident, "nobody_on_duty", f"nobody on duty in tier {tier}; next tier", now
+        )
         tier += 1
     if not responders:
         incidents.record(session, incident, "escalation_failed", "nobody on duty in any tier", now)
@@ -170,20 +195,35 @@ def _run_step(session: Session, step: EscalationStep, now: datetime) -> StepResu
         if responder.id in already_acked:
             continue
         queued = enqueue(
-            session, recipient=responder.phone, body=page_text(session, incident, responder.language),
-            purpose="page", idempotency_key=f"page:{step.id}:{responder.id}", now=now,
-            incident_id=incident.id, responder_id=responder.id, escalation_step_id=step.id,
+            session,
+            recipient=responder.phone,
+            body=page_text(session, incident, responder.language),
+            purpose="page",
+            idempotency_key=f"page:{step.id}:{responder.id}",
+            now=now,
+            incident_id=incident.id,
+            responder_id=responder.id,
+            escalation_step_id=step.id,
         )
         if queued.message is not None:
             paged.append(responder)
     names = ", ".join(f"{r.name} ({mask_phone(r.phone)})" for r in paged)
     repeat = f" (repeat {step.repeat_index})" if step.repeat_index else ""
-    incidents.record(session, incident, "paged", f"tier {tier}{repeat}: {names or 'nobody new'}", now,
-                     step=step.id, responders=[r.id for r in paged])
+    incidents.record(
+        session,
+        incident,
+        "paged",
+        f"tier {tier}{repeat}: {names or 'nobody new'}",
+        now,
+        step=step.id,
+        responders=[r.id for r in paged],
+    )
     return _finish(step, StepState.DONE, f"paged {len(paged)} in tier {tier}", now, len(paged))
 
 
-def _finish(step: EscalationStep, state: StepState, outcome: str, now: datetime, paged: int = 0) -> StepResult:
+def _finish(
+    step: EscalationStep, state: StepState, outcome: str, now: datetime, paged: int = 0
+) -> StepResult:
     step.state, step.outcome, step.done_at = state, outcome, now
     return StepResult(step.id, outcome, paged)
 
@@ -199,7 +239,7 @@ def run_due_steps(session: Session, now: datetime, worker: str, limit: int = 50)
     ).all()
     results = []
     for step in due:
-        # The conditional update is the claim on SQLite (no row locks); on PostgreSQL the row is locked already.
+        # The conditional update is the claim on SQLite (no row locks); PostgreSQL locked the row already.
         claimed = session.execute(
             update(EscalationStep)
             .where(EscalationStep.id == step.id, EscalationStep.state == StepState.PENDING)

@@ -49,7 +49,11 @@ def incident_times(session: Session, start: datetime, end: datetime) -> list[dic
         select(Incident, Zone.name, pages.c.first_page, pages.c.first_delivery)
         .outerjoin(Zone, Zone.id == Incident.zone_id)
         .outerjoin(pages, pages.c.incident_id == Incident.id)
-        .where(Incident.first_report_at >= start, Incident.first_report_at < end, Incident.merged_into_id.is_(None))
+        .where(
+            Incident.first_report_at >= start,
+            Incident.first_report_at < end,
+            Incident.merged_into_id.is_(None),
+        )
     ).all()
     out = []
     for incident, zone_name, first_page, first_delivery in rows:
@@ -59,14 +63,16 @@ def incident_times(session: Session, start: datetime, end: datetime) -> list[dic
             "acknowledged": incident.acknowledged_at,
             "resolved": incident.resolved_at,
         }
-        out.append({
-            "number": incident.number,
-            "zone": zone_name or "(no zone)",
-            **{
-                stage: None if at is None else _minutes(incident.first_report_at, at)
-                for stage, at in moments.items()
-            },
-        })
+        out.append(
+            {
+                "number": incident.number,
+                "zone": zone_name or "(no zone)",
+                **{
+                    stage: None if at is None else _minutes(incident.first_report_at, at)
+                    for stage, at in moments.items()
+                },
+            }
+        )
     return out
 
 

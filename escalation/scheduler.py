@@ -41,8 +41,14 @@ def utc_clock() -> datetime:
 class Engine:
     """The three jobs bound to one database and one list of gateways."""
 
-    def __init__(self, database: Database, gateways: list[Gateway], settings: PipelineSettings,
-                 clock: Callable[[], datetime] = utc_clock, worker: str | None = None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        gateways: list[Gateway],
+        settings: PipelineSettings,
+        clock: Callable[[], datetime] = utc_clock,
+        worker: str | None = None,
+    ) -> None:
         self.database = database
         self.gateways = gateways
         self.settings = settings
@@ -54,7 +60,9 @@ class Engine:
 
     @classmethod
     def from_app(cls, app: Flask) -> Engine:
-        return cls(app.extensions["alerts_db"], build_gateways(app.config), PipelineSettings.from_config(app.config))
+        return cls(
+            app.extensions["alerts_db"], build_gateways(app.config), PipelineSettings.from_config(app.config)
+        )
 
     def escalate(self) -> int:
         """Plan and run due steps; pages just written are dispatched at once, not at the next tick."""
@@ -77,15 +85,24 @@ class Engine:
     # --- scheduling ---------------------------------------------------------------------------
 
     def build_scheduler(self, blocking: bool = False, tick_seconds: float = 1.0) -> BaseScheduler:
-        scheduler: BaseScheduler = BlockingScheduler(timezone=UTC) if blocking else BackgroundScheduler(timezone=UTC)
+        scheduler: BaseScheduler = (
+            BlockingScheduler(timezone=UTC) if blocking else BackgroundScheduler(timezone=UTC)
+        )
         jobs: dict[str, tuple[Callable[[], Any], float]] = {
             "escalate": (self.escalate, tick_seconds),
             "dispatch": (self.dispatch, tick_seconds),
             "retry_inbound": (self.retry_inbound, 30.0),
         }
         for job_id, (function, seconds) in jobs.items():
-            scheduler.add_job(function, "interval", seconds=seconds, id=job_id, max_instances=1, coalesce=True,
-                              misfire_grace_time=None)
+            scheduler.add_job(
+                function,
+                "interval",
+                seconds=seconds,
+                id=job_id,
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+            )
         scheduler.add_listener(_log_job_error, EVENT_JOB_ERROR)
         self.scheduler = scheduler
         return scheduler

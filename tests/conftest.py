@@ -1,5 +1,5 @@
-"""Shared fixtures: one migrated database per run (SQLite, or PostgreSQL from TEST_DATABASE_URL), emptied after
-every test so that no test depends on another's data."""
+"""Shared fixtures: one migrated database per run (SQLite, or PostgreSQL from TEST_DATABASE_URL),
+emptied after every test so that no test depends on another's data."""
 
 from __future__ import annotations
 

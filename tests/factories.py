@@ -16,29 +16,55 @@ from tests.conftest import T0
 _serial = count(1)
 
 
-def zone(session: Session, name: str = "Masisi", lat: float = -1.40, lon: float = 28.8167, radius_km: float = 35,
-         **fields: Any) -> Zone:
+def zone(
+    session: Session,
+    name: str = "Masisi",
+    lat: float = -1.40,
+    lon: float = 28.8167,
+    radius_km: float = 35,
+    **fields: Any,
+) -> Zone:
     row = Zone(name=name, lat=lat, lon=lon, radius_km=radius_km, **fields)
     session.add(row)
     session.flush()
     return row
 
 
-def focal_point(session: Session, zone_row: Zone | None = None, lat: float = -1.18, lon: float = 28.92,
-                language: str = "fr", **fields: Any) -> FocalPoint:
+def focal_point(
+    session: Session,
+    zone_row: Zone | None = None,
+    lat: float = -1.18,
+    lon: float = 28.92,
+    language: str = "fr",
+    **fields: Any,
+) -> FocalPoint:
     n = next(_serial)
-    row = FocalPoint(name=fields.pop("name", f"Focal {n}"), phone=fields.pop("phone", f"+24381{n:07d}"),
-                     home_lat=lat, home_lon=lon, zone_id=zone_row.id if zone_row else None, language=language,
-                     **fields)
+    row = FocalPoint(
+        name=fields.pop("name", f"Focal {n}"),
+        phone=fields.pop("phone", f"+24381{n:07d}"),
+        home_lat=lat,
+        home_lon=lon,
+        zone_id=zone_row.id if zone_row else None,
+        language=language,
+        **fields,
+    )
     session.add(row)
     session.flush()
     return row
 
 
-def responder(session: Session, tier: int, zones: list[Zone], language: str = "fr", **fields: Any) -> Responder:
+def responder(
+    session: Session, tier: int, zones: list[Zone], language: str = "fr", **fields: Any
+) -> Responder:
     n = next(_serial)
-    row = Responder(name=fields.pop("name", f"Responder {n}"), phone=fields.pop("phone", f"+24382{n:07d}"),
-                    tier=tier, language=language, zones=list(zones), **fields)
+    row = Responder(
+        name=fields.pop("name", f"Responder {n}"),
+        phone=fields.pop("phone", f"+24382{n:07d}"),
+        tier=tier,
+        language=language,
+        zones=list(zones),
+        **fields,
+    )
     session.add(row)
     session.flush()
     return row
@@ -59,12 +85,27 @@ def network(session: Session) -> dict[str, Any]:
     return built
 
 
-def incident(session: Session, zone_row: Zone | None, severity: str = "critical", category: str = "attack",
-             at: datetime = T0, **fields: Any) -> Incident:
-    row = Incident(number=incidents.next_number(session), category=category, severity=severity,
-                   lat=fields.pop("lat", -1.18), lon=fields.pop("lon", 28.92),
-                   place_name=fields.pop("place_name", "Kitchanga"), zone_id=zone_row.id if zone_row else None,
-                   first_report_at=at, last_report_at=at, created_at=at, **fields)
+def incident(
+    session: Session,
+    zone_row: Zone | None,
+    severity: str = "critical",
+    category: str = "attack",
+    at: datetime = T0,
+    **fields: Any,
+) -> Incident:
+    row = Incident(
+        number=incidents.next_number(session),
+        category=category,
+        severity=severity,
+        lat=fields.pop("lat", -1.18),
+        lon=fields.pop("lon", 28.92),
+        place_name=fields.pop("place_name", "Kitchanga"),
+        zone_id=zone_row.id if zone_row else None,
+        first_report_at=at,
+        last_report_at=at,
+        created_at=at,
+        **fields,
+    )
     session.add(row)
     session.flush()
     return row

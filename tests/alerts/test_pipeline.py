@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from alerts.inbound import InboundForm, store_inbound
 from alerts.models import InboundMessage, Incident, IncidentEvent, OutboundMessage, Place, Report
 from alerts.pipeline import PipelineSettings, process_message
-from alerts.states import IncidentStatus, InboundState
+from alerts.states import InboundState, IncidentStatus
 from tests import factories
 from tests.conftest import T0, postgresql_only
 
@@ -96,15 +96,18 @@ def test_reports_from_other_focal_points_corroborate_and_raise_confidence(sessio
     assert len(_incidents(session)) == 1
     session.refresh(incident)
     assert incident.confidence > before
-    merged = [e for e in _events(session, incident) if e.kind == "merged"][0]
+    merged = next(e for e in _events(session, incident) if e.kind == "merged")
     assert merged.detail.startswith("merged: ")
-    assert "14 min" in merged.detail and " km" in merged.detail
+    assert "14 min" in merged.detail
+    assert " km" in merged.detail
 
 
 def test_far_apart_or_incompatible_or_late_reports_open_new_incidents(session, net):
     receive(session, net["focal_point"], "attaque a Kitchanga 20 hommes armes")
     receive(session, net["second"], "attaque a Rubaya", at=T0 + timedelta(minutes=5))  # ~40 km away
-    receive(session, net["third"], "deplacement des familles a Kitchanga", at=T0 + timedelta(minutes=6))  # displacement
+    receive(
+        session, net["third"], "deplacement des familles a Kitchanga", at=T0 + timedelta(minutes=6)
+    )  # displacement
     receive(session, net["second"], "attaque a Kitchanga", at=T0 + timedelta(hours=7))  # outside 6 h
     assert len(_incidents(session)) == 4
 
@@ -168,7 +171,8 @@ def test_a_focal_point_test_gets_an_answer_in_their_language(session, net):
     net["focal_point"].language = "sw"
     session.commit()
     outcome = receive(session, net["focal_point"], "TEST")
-    assert outcome.reply is not None and "Asante" in outcome.reply
+    assert outcome.reply is not None
+    assert "Asante" in outcome.reply
     assert _incidents(session) == []
 
 
@@ -224,8 +228,11 @@ def test_two_reports_of_one_event_at_the_same_moment_make_one_incident(app, net,
     ids = []
     with database.session() as s:
         for sender in (net["focal_point"], net["second"]):
-            ids.append(store_inbound(s, InboundForm("twilio", f"SMC{next(_ids)}", sender.phone, "", "attaque a Mweso",
-                                                    T0, {}))[0])
+            ids.append(
+                store_inbound(
+                    s, InboundForm("twilio", f"SMC{next(_ids)}", sender.phone, "", "attaque a Mweso", T0, {})
+                )[0]
+            )
     errors = []
 
     def work(message_id):

@@ -1,4 +1,4 @@
-"""The escalation engine on a real database: plans from the policy, pages on time, stops on acknowledgement."""
+"""The escalation engine on a real database: pages on time, by policy, and stops on acknowledgement."""
 
 from __future__ import annotations
 
@@ -85,7 +85,9 @@ def test_the_others_who_were_paged_are_told_who_has_it(session, database):
     taker = net["tier1"][0]
     incidents.acknowledge(session, incident, T0 + timedelta(minutes=1), "test", taker)
     session.commit()
-    told = session.scalars(select(OutboundMessage).where(OutboundMessage.idempotency_key.like("acked:%"))).all()
+    told = session.scalars(
+        select(OutboundMessage).where(OutboundMessage.idempotency_key.like("acked:%"))
+    ).all()
     assert sorted(m.responder_id for m in told) == sorted(r.id for r in net["tier1"][1:] + net["tier2"])
     assert all(taker.name in m.body for m in told)
 
@@ -93,7 +95,9 @@ def test_the_others_who_were_paged_are_told_who_has_it(session, database):
 def test_nobody_on_duty_in_a_tier_falls_through_to_the_next(session, database):
     net = factories.network(session)
     for responder in net["tier1"]:
-        responder.duty_periods.append(DutyPeriod(starts_at=T0 + timedelta(hours=8), ends_at=T0 + timedelta(hours=16)))
+        responder.duty_periods.append(
+            DutyPeriod(starts_at=T0 + timedelta(hours=8), ends_at=T0 + timedelta(hours=16))
+        )
     session.add(EscalationPolicy(zone_id=net["zone"].id, severity="high", steps=[{"tier": 1}]))
     factories.incident(session, net["zone"], severity="high", category="looting")
     session.commit()
@@ -107,7 +111,9 @@ def test_nobody_on_duty_in_a_tier_falls_through_to_the_next(session, database):
 
 def test_a_zone_policy_wins_over_the_default_and_is_snapshotted(session, database):
     net = factories.network(session)
-    policy = EscalationPolicy(zone_id=net["zone"].id, severity="critical", steps=[{"tier": 2, "after_minutes": 5}])
+    policy = EscalationPolicy(
+        zone_id=net["zone"].id, severity="critical", steps=[{"tier": 2, "after_minutes": 5}]
+    )
     session.add(policy)
     incident = factories.incident(session, net["zone"])
     session.commit()
@@ -156,8 +162,13 @@ def test_a_step_runs_once_even_when_two_workers_sweep(session, database):
 
 def test_a_quorum_step_keeps_paging_until_enough_responders_answer(session, database):
     net = factories.network(session)
-    session.add(EscalationPolicy(zone_id=net["zone"].id, severity="critical",
-                                 steps=[{"tier": 1, "quorum": 2, "repeat_every_minutes": 5, "repeat_times": 2}]))
+    session.add(
+        EscalationPolicy(
+            zone_id=net["zone"].id,
+            severity="critical",
+            steps=[{"tier": 1, "quorum": 2, "repeat_every_minutes": 5, "repeat_times": 2}],
+        )
+    )
     incident = factories.incident(session, net["zone"])
     session.commit()
     sweep(database.sessionmaker, T0, "w1")

@@ -19,7 +19,13 @@ def _minutes(planned):
 
 
 def test_a_critical_policy_pages_tiers_1_and_2_at_once_and_tier_3_after_10_minutes():
-    assert _minutes(plan(parse_policy(CRITICAL), T0)) == [(1, 0, 0), (2, 0, 0), (3, 0, 10), (1, 1, 15), (1, 2, 30)]
+    assert _minutes(plan(parse_policy(CRITICAL), T0)) == [
+        (1, 0, 0),
+        (2, 0, 0),
+        (3, 0, 10),
+        (1, 1, 15),
+        (1, 2, 30),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -27,7 +33,10 @@ def test_a_critical_policy_pages_tiers_1_and_2_at_once_and_tier_3_after_10_minut
     [
         ([{"tier": 1}], [(1, 0, 0)]),
         ([{"tier": 2, "after_minutes": 5}], [(2, 0, 5)]),
-        ([{"tier": 1, "repeat_every_minutes": 10, "repeat_times": 3}], [(1, 0, 0), (1, 1, 10), (1, 2, 20), (1, 3, 30)]),
+        (
+            [{"tier": 1, "repeat_every_minutes": 10, "repeat_times": 3}],
+            [(1, 0, 0), (1, 1, 10), (1, 2, 20), (1, 3, 30)],
+        ),
         ([{"tier": 1, "after_minutes": 30}, {"tier": 2, "after_minutes": 5}], [(2, 0, 5), (1, 0, 30)]),
     ],
 )
