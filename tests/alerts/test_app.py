@@ -28,7 +28,11 @@ def test_importing_the_package_creates_no_app_engine_or_files(tmp_path):
         "print(len(apps), len(engines))"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
         env={"PYTHONPATH": str(__import__("pathlib").Path(__file__).resolve().parents[2])},
     )
     assert result.stdout.split() == ["0", "0"]

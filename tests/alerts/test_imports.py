@@ -56,7 +56,9 @@ def test_importing_the_same_file_twice_changes_nothing(session, importer, text):
 
 def test_a_changed_row_updates_the_existing_record(session):
     import_zones(session, io.StringIO(ZONES))
-    result = import_zones(session, io.StringIO(ZONES.replace("Goma,-1.6792,29.2228,30", "Goma,-1.6792,29.2228,45")))
+    result = import_zones(
+        session, io.StringIO(ZONES.replace("Goma,-1.6792,29.2228,30", "Goma,-1.6792,29.2228,45"))
+    )
     assert (result.created, result.updated, result.unchanged) == (0, 1, 1)
     assert session.scalar(select(Zone.radius_km).where(Zone.name == "Goma")) == 45
 
@@ -87,7 +89,11 @@ def test_every_bad_row_is_reported_not_only_the_first(session):
     assert _count(session, Zone) == 0
 
 
-FOCAL_POINTS = "name,phone,lat,lon,zone,language\nAmani K,0815550001,-1.18,28.92,Masisi,sw\nNeema M,+243 81 555 0002,-1.4,28.8,Goma,fr\n"
+FOCAL_POINTS = (
+    "name,phone,lat,lon,zone,language\n"
+    "Amani K,0815550001,-1.18,28.92,Masisi,sw\n"
+    "Neema M,+243 81 555 0002,-1.4,28.8,Goma,fr\n"
+)
 
 
 def test_focal_points_are_stored_with_e164_numbers_and_their_zone(session):
@@ -129,12 +135,18 @@ def test_an_error_about_a_phone_never_shows_the_whole_number(session):
 
 def test_the_same_phone_twice_in_a_file_is_an_error(session):
     import_zones(session, io.StringIO(ZONES))
-    text = "name,phone,lat,lon,zone,language\nA,0815550001,-1.1,28.9,Masisi,fr\nB,+243815550001,-1.1,28.9,Masisi,fr\n"
+    text = (
+        "name,phone,lat,lon,zone,language\n"
+        "A,0815550001,-1.1,28.9,Masisi,fr\n"
+        "B,+243815550001,-1.1,28.9,Masisi,fr\n"
+    )
     with pytest.raises(ImportFailed, match="line 3: same phone as line 2"):
         import_focal_points(session, io.StringIO(text))
 
 
-RESPONDERS = "name,phone,tier,zones,language\nDuty M,0825550001,1,Masisi,fr\nLead G,0825550002,2,Masisi|Goma,en\n"
+RESPONDERS = (
+    "name,phone,tier,zones,language\nDuty M,0825550001,1,Masisi,fr\nLead G,0825550002,2,Masisi|Goma,en\n"
+)
 
 
 def test_responders_get_their_tier_and_zones(session):
@@ -168,5 +180,5 @@ def test_a_number_cannot_be_both_a_focal_point_and_a_responder(session):
     import_zones(session, io.StringIO(ZONES))
     import_focal_points(session, io.StringIO(FOCAL_POINTS))
     text = "name,phone,tier,zones,language\nX,0815550001,1,Masisi,fr\n"
-    with pytest.raises(ImportFailed, match="line 2: phone .* is a focal point's"):
+    with pytest.raises(ImportFailed, match=r"line 2: phone .* is a focal point's"):
         import_responders(session, io.StringIO(text))

@@ -8,12 +8,17 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from alerts.models import FocalPoint, Incident, IncidentEvent, InboundMessage, Responder, Zone
+from alerts.models import FocalPoint, InboundMessage, Incident, IncidentEvent, Responder, Zone
 from tests.conftest import ON_POSTGRESQL, T0
 
 
 def _inbound(**overrides):
-    fields = {"provider": "twilio", "provider_message_id": "SM1", "sender": "+243815550001", "received_at": T0}
+    fields = {
+        "provider": "twilio",
+        "provider_message_id": "SM1",
+        "sender": "+243815550001",
+        "received_at": T0,
+    }
     return InboundMessage(**{**fields, **overrides})
 
 
