@@ -42,6 +42,7 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "SENDER_RATE_LIMIT": (10, int),  # inbound messages per sender per window before they stop escalating
     "SENDER_RATE_WINDOW_MINUTES": (10, int),
     "AUTO_REPLY_CAP_PER_HOUR": (6, int),
+    "UPDATE_THROTTLE_MINUTES": (5, int),  # at most one update SMS per incident in this period
     "KEYWORDS_DIR": ("", str),  # extra keyword files a coordinator can add
     "LOG_LEVEL": ("INFO", str),
 }

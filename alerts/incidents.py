@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from alerts.dedup import SEVERITY_RANK
 from alerts.models import (
     Counter,
     EscalationStep,
@@ -24,7 +25,7 @@ from alerts.outbox import enqueue
 from alerts.states import IncidentStatus, StepState
 from alerts.texts import render
 
-CLOSED = frozenset({IncidentStatus.RESOLVED, IncidentStatus.FALSE_ALARM})
+CLOSED = frozenset({IncidentStatus.RESOLVED, IncidentStatus.FALSE_ALARM, IncidentStatus.MERGED})
 
 
 class IncidentNotFound(LookupError):
@@ -121,7 +122,7 @@ def acknowledge(
     incident.acknowledged_at = now
     incident.acknowledged_by_id = responder_id
     name = responder.name if responder else actor
-    for other in _paged_responders(session, incident):
+    for other in paged_responders(session, incident):
         if other.id != responder_id:
             enqueue(
                 session,
@@ -156,7 +157,8 @@ def close(session: Session, incident: Incident, status: IncidentStatus, now: dat
     return True
 
 
-def _paged_responders(session: Session, incident: Incident) -> list[Responder]:
+def paged_responders(session: Session, incident: Incident) -> list[Responder]:
+    """Responders who were paged about the incident."""
     ids = select(OutboundMessage.responder_id).where(
         OutboundMessage.incident_id == incident.id, OutboundMessage.purpose == "page"
     )
@@ -200,3 +202,120 @@ def pull_next_step_forward(session: Session, incident: Incident, now: datetime, 
     step.due_at = now
     record(session, incident, "escalation_hastened", f"{reason}: next step (tier {step.tier}) due now", now)
     return 1
+
+
+class CannotMerge(ValueError):
+    pass
+
+
+def merge(session: Session, keep: Incident, absorb: Incident, now: datetime, actor: str) -> None:
+    """A coordinator's merge: `absorb`'s reports join `keep`, which takes the graver category."""
+    if keep.id == absorb.id:
+        raise CannotMerge("an incident cannot be merged into itself")
+    if absorb.status == IncidentStatus.MERGED:
+        raise CannotMerge(f"incident {absorb.number} was already merged")
+    if keep.status == IncidentStatus.MERGED:
+        raise CannotMerge(f"incident {keep.number} was merged into another; merge into that one")
+    moved = session.execute(
+        update(Report).where(Report.incident_id == absorb.id).values(incident_id=keep.id)
+    ).rowcount
+    keep.first_report_at = min(keep.first_report_at, absorb.first_report_at)
+    keep.last_report_at = max(keep.last_report_at, absorb.last_report_at)
+    if absorb.count is not None and (keep.count is None or absorb.count > keep.count):
+        keep.count = absorb.count
+    keep.confidence = max(keep.confidence, absorb.confidence)
+    if SEVERITY_RANK[absorb.severity] > SEVERITY_RANK[keep.severity]:
+        keep.category, keep.severity = absorb.category, absorb.severity
+        if keep.status == IncidentStatus.OPEN:
+            keep.escalation_generation += 1
+            keep.policy_snapshot = None
+    absorb.status = IncidentStatus.MERGED
+    absorb.merged_into_id = keep.id
+    session.execute(
+        update(EscalationStep)
+        .where(EscalationStep.incident_id == absorb.id, EscalationStep.state == StepState.PENDING)
+        .values(state=StepState.CANCELLED, outcome=f"merged into {keep.number}", done_at=now)
+    )
+    record(
+        session,
+        keep,
+        "merged_incident",
+        f"incident {absorb.number} merged in by {actor} ({moved} reports)",
+        now,
+        actor,
+        absorbed=absorb.number,
+    )
+    record(
+        session,
+        absorb,
+        "merged_into",
+        f"merged into incident {keep.number} by {actor}",
+        now,
+        actor,
+        into=keep.number,
+    )
+
+
+def split(session: Session, report: Report, now: datetime, actor: str) -> Incident:
+    """A coordinator's split: one report becomes an incident of its own, escalated like a new one."""
+    source = report.incident
+    if source is None:
+        raise CannotMerge("this report belongs to no incident")
+    if session.scalar(select(func.count()).select_from(Report).where(Report.incident_id == source.id)) < 2:
+        raise CannotMerge(f"report is the only one of incident {source.number}")
+    incident = Incident(
+        number=next_number(session),
+        category=report.category,
+        secondary_categories=list(report.secondary_categories),
+        severity=report.severity,
+        count=report.count,
+        lat=report.lat,
+        lon=report.lon,
+        place_id=report.place_id,
+        place_name=report.place.name if report.place else "",
+        zone_id=source.zone_id,
+        confidence=report.confidence,
+        first_report_at=report.received_at,
+        last_report_at=report.received_at,
+        created_at=now,
+    )
+    session.add(incident)
+    session.flush()
+    report.incident_id = incident.id
+    report.is_repeat = False
+    record(
+        session,
+        source,
+        "split",
+        f"report {report.id} split off into incident {incident.number} by {actor}",
+        now,
+        actor,
+        new=incident.number,
+    )
+    record(
+        session,
+        incident,
+        "opened",
+        f"split from incident {source.number} by {actor}",
+        now,
+        actor,
+        source=source.number,
+    )
+    return incident
+
+
+def updates_due(session: Session, now: datetime, throttle: timedelta) -> list[Incident]:
+    """Open incidents with news for their responders, not told within the throttle period."""
+    return list(
+        session.scalars(
+            select(Incident)
+            .where(
+                Incident.update_pending.is_(True),
+                Incident.status.in_((IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)),
+                (Incident.last_update_at.is_(None)) | (Incident.last_update_at <= now - throttle),
+            )
+            .order_by(Incident.id)
+            .with_for_update(skip_locked=True)
+            .limit(100)
+        )
+    )

@@ -289,6 +289,9 @@ class Incident(Base):
     # The policy in force, copied when escalation starts, so later edits do not change a running escalation.
     policy_snapshot: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True))
     escalation_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # A corroboration since responders were last told; sent at most once per throttle period.
+    update_pending: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_update_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     zone: Mapped[Zone | None] = relationship()

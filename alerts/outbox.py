@@ -79,12 +79,15 @@ def enqueue(
     return Enqueued(message)
 
 
-def mark_sent_inline(session: Session, outbound_id: int, *, provider: str, now: datetime) -> None:
-    """Record a queued reply as sent because it went out inside the provider's webhook answer (TwiML)."""
+def mark_sent_inline(session: Session, outbound_id: int, *, provider: str, now: datetime) -> bool:
+    """Record a queued reply as sent inside the provider's webhook answer (TwiML); False if the dispatcher
+    took it first, in which case the answer must not carry it too."""
     message = session.get(OutboundMessage, outbound_id, with_for_update=True)
-    if message is not None and message.state == OutboundState.QUEUED:
+    taken = message is not None and message.state == OutboundState.QUEUED
+    if taken:
         message.state = OutboundState.SENT
         message.provider = f"{provider}-inline"
         message.sent_at = now
         message.attempts += 1
     session.commit()
+    return taken

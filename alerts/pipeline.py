@@ -468,6 +468,7 @@ def _merge_into(
         detail = f"{match.reason}; same focal point again"
     else:
         incident.confidence = combined_confidence(incident.confidence, report.confidence)
+        incident.update_pending = True  # responders hear of it once per throttle period, not per report
         detail = f"{match.reason}; corroboration {len(reporters) + 1}, confidence {incident.confidence:.2f}"
     incidents.record(session, incident, "merged", detail, now, located_by=report.located_by)
     if report.count is not None and (incident.count is None or report.count > incident.count):

@@ -31,6 +31,7 @@ class IncidentStatus(StrEnum):
     ACKNOWLEDGED = "acknowledged"
     RESOLVED = "resolved"
     FALSE_ALARM = "false_alarm"
+    MERGED = "merged"  # a coordinator merged it into another incident (merged_into_id)
 
 
 class StepState(StrEnum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
@@ -46,6 +46,9 @@ CATEGORY_WORDS = {
     "other": "AUTRE",
     "unknown": "BEEP",
 }
+
+
+DEFAULT_UPDATE_THROTTLE = timedelta(minutes=5)
 
 
 class NoPolicy(LookupError):
@@ -254,8 +257,42 @@ def run_due_steps(session: Session, now: datetime, worker: str, limit: int = 50)
     return results
 
 
-def sweep(session_factory: Callable[[], Session], now: datetime, worker: str, batch: int = 50) -> int:
-    """Plan new escalations, then run due steps batch after batch until none is left; returns steps run."""
+def send_updates(session: Session, now: datetime, throttle: timedelta) -> int:
+    """One short update SMS per incident with news (new corroborations), at most once per throttle period."""
+    sent = 0
+    for incident in incidents.updates_due(session, now, throttle):
+        told = []
+        for responder in incidents.paged_responders(session, incident):
+            queued = enqueue(
+                session,
+                recipient=responder.phone,
+                body=page_text(session, incident, responder.language, "page_update"),
+                purpose="update",
+                idempotency_key=f"update:{incident.id}:{now.isoformat()}:{responder.id}",
+                now=now,
+                incident_id=incident.id,
+                responder_id=responder.id,
+            )
+            if queued.message is not None:
+                told.append(responder)
+        incident.update_pending = False
+        if told:
+            incident.last_update_at = now
+            names = ", ".join(r.name for r in told)
+            incidents.record(session, incident, "update_sent", f"update to {names}", now)
+            sent += 1
+    session.commit()
+    return sent
+
+
+def sweep(
+    session_factory: Callable[[], Session],
+    now: datetime,
+    worker: str,
+    batch: int = 50,
+    update_throttle: timedelta = DEFAULT_UPDATE_THROTTLE,
+) -> int:
+    """Plan new escalations, run due steps batch after batch, then send updates; returns steps run."""
     with session_factory() as session:
         plan_escalations(session, now)
     total = 0
@@ -264,4 +301,7 @@ def sweep(session_factory: Callable[[], Session], now: datetime, worker: str, ba
             results = run_due_steps(session, now, worker, batch)
         total += len(results)
         if len(results) < batch:
-            return total
+            break
+    with session_factory() as session:
+        total += send_updates(session, now, update_throttle)
+    return total

@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -27,7 +27,7 @@ from alerts.db import Database
 from alerts.inbound import retry_unprocessed
 from alerts.pipeline import PipelineSettings, process_message
 from escalation.dispatcher import DispatchStats, dispatch
-from escalation.engine import sweep
+from escalation.engine import DEFAULT_UPDATE_THROTTLE, sweep
 from escalation.gateways import Gateway, build_gateways
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,9 @@ class Engine:
         settings: PipelineSettings,
         clock: Callable[[], datetime] = utc_clock,
         worker: str | None = None,
+        update_throttle: timedelta = DEFAULT_UPDATE_THROTTLE,
     ) -> None:
+        self.update_throttle = update_throttle
         self.database = database
         self.gateways = gateways
         self.settings = settings
@@ -61,12 +63,17 @@ class Engine:
     @classmethod
     def from_app(cls, app: Flask) -> Engine:
         return cls(
-            app.extensions["alerts_db"], build_gateways(app.config), PipelineSettings.from_config(app.config)
+            app.extensions["alerts_db"],
+            build_gateways(app.config),
+            PipelineSettings.from_config(app.config),
+            update_throttle=timedelta(minutes=app.config["UPDATE_THROTTLE_MINUTES"]),
         )
 
     def escalate(self) -> int:
         """Plan and run due steps; pages just written are dispatched at once, not at the next tick."""
-        steps = sweep(self.database.sessionmaker, self.clock(), self.worker)
+        steps = sweep(
+            self.database.sessionmaker, self.clock(), self.worker, update_throttle=self.update_throttle
+        )
         if steps:
             self.dispatch()
         return steps

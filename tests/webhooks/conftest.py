@@ -1,0 +1,71 @@
+"""Signed requests as the providers send them, against the test client's URLs (http://localhost/...)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from flask.testing import FlaskClient
+from twilio.request_validator import RequestValidator
+from werkzeug.test import TestResponse
+
+TWILIO_TOKEN = "test-twilio-auth-token"
+AT_KEY = "test-at-webhook-key"
+FOCAL_POINT_PHONE = "+243815550001"
+OUR_NUMBER = "+243990000001"
+
+
+@pytest.fixture
+def app_config() -> dict[str, object]:
+    return {"TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "AT_WEBHOOK_KEY": AT_KEY}
+
+
+def twilio_sms_form(sid: str = "SM" + "a" * 32, sender: str = FOCAL_POINT_PHONE, body: str = "test") -> dict:
+    return {
+        "MessageSid": sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": sender,
+        "To": OUR_NUMBER,
+        "Body": body,
+        "NumSegments": "1",
+        "NumMedia": "0",
+    }
+
+
+def twilio_signature(url: str, form: dict, token: str = TWILIO_TOKEN) -> str:
+    return RequestValidator(token).compute_signature(url, form)
+
+
+def post_twilio(
+    client: FlaskClient,
+    path: str,
+    form: dict,
+    *,
+    signed_url: str | None = None,
+    signed_form: dict | None = None,
+    headers: dict | None = None,
+) -> TestResponse:
+    """POST a form signed as Twilio signs it: over the URL it requested and every field it posted."""
+    signature = twilio_signature(
+        signed_url or f"http://localhost{path}", form if signed_form is None else signed_form
+    )
+    return client.post(path, data=form, headers={"X-Twilio-Signature": signature, **(headers or {})})
+
+
+def at_sms_form(message_id: str = "ATXid_1", sender: str = FOCAL_POINT_PHONE, text: str = "test") -> dict:
+    return {
+        "from": sender,
+        "to": "12345",
+        "text": text,
+        "date": "2026-11-23 08:00:00",
+        "id": message_id,
+        "linkId": "link-1",
+        "networkCode": "63001",
+    }
+
+
+def post_at(
+    client: FlaskClient, path: str, form: dict, *, key: str | None = AT_KEY, **kwargs
+) -> TestResponse:
+    query = f"?{urlencode({'key': key})}" if key is not None else ""
+    return client.post(f"{path}{query}", data=form, **kwargs)
