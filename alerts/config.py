@@ -31,7 +31,9 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "TWILIO_AUTH_TOKEN": ("", str),
     "TWILIO_FROM": ("", str),
     "TWILIO_API_BASE": ("", str),  # a local fake of the Twilio API, in tests and benchmarks
-    "TWILIO_REPLY_WITH_RECEIPT": (True, _bool),
+    # Process Twilio messages inside the webhook to answer with the receipt in TwiML (slower answers);
+    # off, the webhook answers at once and the receipt goes through the outbox.
+    "TWILIO_REPLY_WITH_RECEIPT": (False, _bool),
     "AT_USERNAME": ("", str),
     "AT_API_KEY": ("", str),
     "AT_SENDER_ID": ("", str),

@@ -22,10 +22,12 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
+from sqlalchemy.orm import Session
 
+from alerts import pipeline
 from alerts.db import Database
 from alerts.inbound import retry_unprocessed
-from alerts.pipeline import PipelineSettings, process_message
+from alerts.pipeline import PipelineSettings
 from escalation.dispatcher import DispatchStats, dispatch
 from escalation.engine import DEFAULT_UPDATE_THROTTLE, sweep
 from escalation.gateways import Gateway, build_gateways
@@ -81,13 +83,23 @@ class Engine:
     def dispatch(self) -> DispatchStats:
         return dispatch(self.database.sessionmaker, self.gateways, self.clock)
 
-    def retry_inbound(self) -> int:
-        process = partial(process_message, settings=self.settings)
-        return retry_unprocessed(self.database, self.clock(), lambda s, i, now: process(s, i, now=now))
+    def process_inbound(self) -> int:
+        """Process stored messages: new ones at once, failed ones when their backoff is over."""
+
+        def process(session: Session, message_id: int, _batch_start: datetime) -> None:
+            pipeline.process_message(session, message_id, now=self.clock(), settings=self.settings)
+
+        return retry_unprocessed(self.database, self.clock(), process, grace=timedelta(0))
+
+    def pump(self) -> int:
+        """Inbound messages through the pipeline, then escalation: the path of a new alert, in order."""
+        processed = self.process_inbound()
+        steps = self.escalate()
+        return processed + steps
 
     def run_once(self) -> tuple[int, DispatchStats]:
-        """Escalate then dispatch, as one tick would (tests and the benchmark drive this directly)."""
-        return self.escalate(), self.dispatch()
+        """One tick of every job, in order (tests and benchmarks drive this directly)."""
+        return self.pump(), self.dispatch()
 
     # --- scheduling ---------------------------------------------------------------------------
 
@@ -96,9 +108,8 @@ class Engine:
             BlockingScheduler(timezone=UTC) if blocking else BackgroundScheduler(timezone=UTC)
         )
         jobs: dict[str, tuple[Callable[[], Any], float]] = {
-            "escalate": (self.escalate, tick_seconds),
+            "pump": (self.pump, tick_seconds),
             "dispatch": (self.dispatch, tick_seconds),
-            "retry_inbound": (self.retry_inbound, 30.0),
         }
         for job_id, (function, seconds) in jobs.items():
             scheduler.add_job(
@@ -115,12 +126,12 @@ class Engine:
         return scheduler
 
     def wake(self) -> None:
-        """Run escalate and dispatch now instead of at the next tick."""
+        """Run the jobs now instead of at the next tick."""
         scheduler = self.scheduler
         if scheduler is None or not scheduler.running:
             return
         now = datetime.now(UTC)
-        for job_id in ("escalate", "dispatch"):
+        for job_id in ("pump", "dispatch"):
             job = scheduler.get_job(job_id)
             if job is not None:
                 job.modify(next_run_time=now)

@@ -160,8 +160,9 @@ class Handled:
     outcome: pipeline.Outcome | None
 
 
-def store_and_process(form: InboundForm, now: datetime) -> Handled:
-    """Store the message and commit, then process a new one; a processing failure keeps it for retry."""
+def store_and_process(form: InboundForm, now: datetime, *, inline: bool = False) -> Handled:
+    """Store the message and commit; the engine processes it at once (woken after the answer), or, where
+    the provider's answer must carry the receipt, it is processed here. A failure keeps it for retry."""
     session = request_session()
     try:
         message_id, created = store_inbound(session, form)
@@ -173,6 +174,8 @@ def store_and_process(form: InboundForm, now: datetime) -> Handled:
     if not created:
         log.info("%s webhook: message %s is a retry of a stored message", form.provider, message_id)
         return Handled(message_id, created=False, outcome=None)
+    if not inline:
+        return Handled(message_id, created=True, outcome=None)
     try:
         outcome = pipeline.process_message(
             session, message_id, now=now, settings=pipeline.PipelineSettings.from_config(current_app.config)
@@ -213,5 +216,9 @@ def wake_engine_for(handled: Handled) -> None:
     Called after any inline reply is recorded as sent, so the dispatcher never picks that reply up too.
     """
     outcome = handled.outcome
-    if outcome is not None and (outcome.incident_number is not None or outcome.reply_outbound_id is not None):
+    if outcome is None:
+        if handled.created:  # stored, not processed yet: the engine's next run is now
+            wake_engine()
+        return
+    if outcome.incident_number is not None or outcome.reply_outbound_id is not None:
         wake_engine()

@@ -97,7 +97,7 @@ def inbound_sms() -> Response:
         received_at=now,
         form=form,
     )
-    handled = store_and_process(inbound, now)
+    handled = store_and_process(inbound, now, inline=current_app.config["TWILIO_REPLY_WITH_RECEIPT"])
     reply = inline_reply(handled, now)
     wake_engine_for(handled)
     return twiml(reply)

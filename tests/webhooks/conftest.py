@@ -69,3 +69,8 @@ def post_at(
 ) -> TestResponse:
     query = f"?{urlencode({'key': key})}" if key is not None else ""
     return client.post(f"{path}{query}", data=form, **kwargs)
+
+
+def process_stored(app) -> int:
+    """What the engine does right after a webhook answered: process the stored messages."""
+    return app.extensions["alerts_engine"].process_inbound()

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from alerts import pipeline
 from alerts.models import InboundMessage, OutboundMessage
 from alerts.states import InboundState, OutboundState
-from tests.webhooks.conftest import AT_KEY, FOCAL_POINT_PHONE, at_sms_form, post_at
+from tests.webhooks.conftest import AT_KEY, FOCAL_POINT_PHONE, at_sms_form, post_at, process_stored
 from webhooks.africastalking import address_allowed, received_at
 
 SMS = "/webhooks/africastalking/sms"
@@ -27,10 +27,13 @@ def inbound_messages(session) -> list[InboundMessage]:
     return list(messages)
 
 
-def test_a_keyed_sms_is_stored_with_the_providers_time_and_answered_at_once(client, session):
+def test_a_keyed_sms_is_stored_with_the_providers_time_and_answered_at_once(app, client, session):
     form = at_sms_form(sender="0815550009", text="bonjour")
 
     response = post_at(client, SMS, form)
+    assert inbound_messages(session)[0].state == InboundState.RECEIVED  # answered before processing
+    session.commit()
+    assert process_stored(app) == 1
 
     assert (response.status_code, response.text) == (200, "ok\n")
     [message] = inbound_messages(session)
@@ -41,7 +44,7 @@ def test_a_keyed_sms_is_stored_with_the_providers_time_and_answered_at_once(clie
     assert message.state == InboundState.UNVERIFIED
 
 
-def test_a_retried_message_id_is_stored_once_and_processed_once(client, session, monkeypatch):
+def test_a_retried_message_id_is_stored_once_and_processed_once(app, client, session, monkeypatch):
     calls: list[int] = []
     real_process = pipeline.process_message
 
@@ -52,13 +55,17 @@ def test_a_retried_message_id_is_stored_once_and_processed_once(client, session,
     monkeypatch.setattr(pipeline, "process_message", counting)
 
     responses = [post_at(client, SMS, at_sms_form()) for _ in range(3)]
+    process_stored(app)
+    process_stored(app)
 
     assert [r.status_code for r in responses] == [200, 200, 200]
     assert len(inbound_messages(session)) == 1
     assert len(calls) == 1
 
 
-def test_a_processing_failure_still_answers_ok_and_keeps_the_message(client, session, monkeypatch, caplog):
+def test_a_processing_failure_still_answers_ok_and_keeps_the_message(
+    app, client, session, monkeypatch, caplog
+):
     text = "Attaque a Kiwanja ce matin"
 
     def broken(session, message_id, **kwargs):
@@ -67,6 +74,7 @@ def test_a_processing_failure_still_answers_ok_and_keeps_the_message(client, ses
     monkeypatch.setattr(pipeline, "process_message", broken)
 
     response = post_at(client, SMS, at_sms_form(text=text))
+    assert process_stored(app) == 0
 
     assert response.status_code == 200
     [message] = inbound_messages(session)

@@ -17,6 +17,7 @@ from tests.webhooks.conftest import (
     OUR_NUMBER,
     TWILIO_TOKEN,
     post_twilio,
+    process_stored,
     twilio_signature,
     twilio_sms_form,
 )
@@ -55,13 +56,17 @@ def test_a_signed_sms_is_stored_with_every_field_and_answered_with_twiml(client,
     assert message.received_at.tzinfo is not None
 
 
-def test_an_unknown_sender_is_stored_and_left_for_coordinators(client, session):
+def test_an_unknown_sender_is_stored_and_left_for_coordinators(app, client, session):
     post_twilio(client, SMS, twilio_sms_form(sender="+243815550099", body=ALERT_TEXT))
+    assert process_stored(app) == 1
 
     [message] = inbound_messages(session)
     assert message.state == InboundState.UNVERIFIED
 
 
+@pytest.mark.parametrize(
+    "app_config", [{"TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "TWILIO_REPLY_WITH_RECEIPT": True}]
+)
 def test_a_focal_points_receipt_is_the_twiml_reply_and_recorded_as_sent(client, session):
     register_focal_point(session)
 
@@ -75,13 +80,13 @@ def test_a_focal_points_receipt_is_the_twiml_reply_and_recorded_as_sent(client, 
     assert reply.provider == "twilio-inline"
 
 
-@pytest.mark.parametrize(
-    "app_config", [{"TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "TWILIO_REPLY_WITH_RECEIPT": False}]
-)
-def test_without_inline_receipts_the_reply_waits_in_the_outbox(client, session):
+def test_by_default_the_webhook_answers_at_once_and_the_receipt_waits_in_the_outbox(app, client, session):
     register_focal_point(session)
 
     response = post_twilio(client, SMS, twilio_sms_form(body=ALERT_TEXT))
+    assert session.scalars(select(OutboundMessage)).all() == []  # answered before any processing
+    session.commit()
+    assert process_stored(app) == 1
 
     [reply] = session.scalars(select(OutboundMessage)).all()
     session.commit()
@@ -89,7 +94,7 @@ def test_without_inline_receipts_the_reply_waits_in_the_outbox(client, session):
     assert reply.state == OutboundState.QUEUED
 
 
-def test_a_retried_message_sid_is_stored_once_and_processed_once(client, session, monkeypatch):
+def test_a_retried_message_sid_is_stored_once_and_processed_once(app, client, session, monkeypatch):
     calls: list[int] = []
     real_process = pipeline.process_message
 
@@ -102,6 +107,8 @@ def test_a_retried_message_sid_is_stored_once_and_processed_once(client, session
 
     first = post_twilio(client, SMS, form)
     retry = post_twilio(client, SMS, form)
+    process_stored(app)
+    process_stored(app)
 
     assert (first.status_code, retry.status_code) == (200, 200)
     assert retry.text == EMPTY_TWIML
@@ -120,6 +127,7 @@ def test_a_processing_failure_keeps_the_message_and_the_retry_job_processes_it_l
     monkeypatch.setattr(pipeline, "process_message", broken)
     with caplog.at_level(logging.INFO):
         response = post_twilio(client, SMS, twilio_sms_form(body=ALERT_TEXT))
+        assert process_stored(app) == 0
 
     assert response.status_code == 200
     assert response.text == EMPTY_TWIML
@@ -128,7 +136,7 @@ def test_a_processing_failure_keeps_the_message_and_the_retry_job_processes_it_l
     assert message.error.startswith("RuntimeError: could not understand")
     assert ALERT_TEXT not in message.error
     assert FOCAL_POINT_PHONE not in message.error
-    assert f"processing inbound message {message.id} from twilio failed with RuntimeError" in caplog.text
+    assert f"processing inbound message {message.id} failed with RuntimeError" in caplog.text
     assert ALERT_TEXT not in caplog.text
     assert FOCAL_POINT_PHONE not in caplog.text
 
