@@ -333,10 +333,15 @@ def _in_polygon(lat: float, lon: float, polygon: Sequence[tuple[float, float]]) 
     return inside
 
 
-def _contains(zone: ZoneArea, lat: float, lon: float) -> bool:
+def _contains(zone: ZoneArea, lat: float, lon: float, approx: float) -> bool:
     """Whether a zone's polygon (or, without one, its circle) holds the point."""
     if zone.polygon:
         return _in_polygon(lat, lon, zone.polygon)
+    # The cheap distance settles all but the points near the edge, where the geodesic decides.
+    if approx < zone.radius_km * 0.97:
+        return True
+    if approx > zone.radius_km * 1.03:
+        return False
     return geodesic_km((zone.lat, zone.lon), (lat, lon)) <= zone.radius_km
 
 
@@ -344,8 +349,10 @@ def zone_for_point(lat: float, lon: float, zones: Sequence[ZoneArea]) -> ZoneAre
     """The zone holding the point; the nearest centre (geodesic) when several or none hold it."""
     if not zones:
         return None
-    holding = [z for z in zones if _contains(z, lat, lon)]
+    approx = {z.id: approx_km((z.lat, z.lon), (lat, lon)) for z in zones}
+    holding = [z for z in zones if _contains(z, lat, lon, approx[z.id])]
     pool = holding or list(zones)
     if len(pool) == 1:
         return pool[0]
-    return min(pool, key=lambda z: geodesic_km((z.lat, z.lon), (lat, lon)))
+    nearest = sorted(pool, key=lambda z: approx[z.id])[:3]  # the geodesic orders the close calls
+    return min(nearest, key=lambda z: geodesic_km((z.lat, z.lon), (lat, lon)))
