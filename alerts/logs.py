@@ -7,8 +7,9 @@ import re
 
 from alerts.phones import mask_phone
 
-# Runs of 8 or more digits, optionally with a leading + and separators, look like phone numbers.
-_PHONE_LIKE = re.compile(r"\+?\d[\d \-.]{6,}\d")
+# Eight or more digits, optionally after a + and separated by single spaces or dots, look like a phone
+# number; dashes and colons are left alone so that dates and times stay readable.
+_PHONE_LIKE = re.compile(r"(?<![\w.])\+?\d(?:[ .]?\d){7,14}(?!\w)")
 
 
 class RedactPhonesFilter(logging.Filter):
@@ -31,3 +32,5 @@ def configure_logging(level: str = "INFO") -> None:
         handler.addFilter(RedactPhonesFilter())
         root.addHandler(handler)
     root.setLevel(level.upper())
+    # One line a second per job is noise; job errors still come through at ERROR.
+    logging.getLogger("apscheduler").setLevel(max(logging.WARNING, root.level))
