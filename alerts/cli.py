@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import click
@@ -101,6 +102,50 @@ def parse_command() -> None:
         raise click.ClickException(f"{errors} line(s) could not be read")
 
 
+incidents_cli = AppGroup("incidents", help="Coordinators' corrections to deduplication.")
+
+
+@incidents_cli.command("merge")
+@click.argument("keep", type=int)
+@click.argument("absorb", type=int)
+@click.option("--by", "actor", required=True, help="Who decides (recorded on both timelines).")
+def incidents_merge(keep: int, absorb: int, actor: str) -> None:
+    """Merge incident ABSORB into incident KEEP (numbers as responders see them)."""
+    from alerts import incidents
+
+    with get_database().session() as session:
+        try:
+            target = incidents.find_by_number(session, keep, for_update=True)
+            source = incidents.find_by_number(session, absorb, for_update=True)
+            incidents.merge(session, target, source, datetime.now(UTC), f"coordinator {actor}")
+        except incidents.IncidentNotFound as exc:
+            raise click.ClickException(f"incident {exc.args[0]} not found") from None
+        except incidents.CannotMerge as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+    click.echo(f"incident {absorb} merged into {keep}")
+
+
+@incidents_cli.command("split")
+@click.argument("report_id", type=int)
+@click.option("--by", "actor", required=True, help="Who decides (recorded on both timelines).")
+def incidents_split(report_id: int, actor: str) -> None:
+    """Split report REPORT_ID off into an incident of its own."""
+    from alerts import incidents
+    from alerts.models import Report
+
+    with get_database().session() as session:
+        report = session.get(Report, report_id, with_for_update=True)
+        if report is None:
+            raise click.ClickException(f"report {report_id} not found")
+        try:
+            incident = incidents.split(session, report, datetime.now(UTC), f"coordinator {actor}")
+        except incidents.CannotMerge as exc:
+            raise click.ClickException(str(exc)) from None
+        session.commit()
+        click.echo(f"report {report_id} is now incident {incident.number}")
+
+
 def _import_command(
     group: AppGroup, run: Callable[..., imports.ImportResult], columns: str, regional: bool
 ) -> None:
@@ -135,6 +180,7 @@ def init_app(app: Flask) -> None:
         db_cli,
         demo_command,
         parse_command,
+        incidents_cli,
         places_cli,
         zones_cli,
         focal_points_cli,

@@ -9,7 +9,9 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerts.models import OutboundMessage
+from alerts import incidents
+from alerts.models import Incident, OutboundMessage
+from alerts.phones import mask_phone
 from alerts.states import OutboundState
 
 log = logging.getLogger(__name__)
@@ -119,5 +121,24 @@ def apply_delivery_report(
         message.sent_at = now
     if reported is OutboundState.DELIVERED:
         message.delivered_at = now
+    if reported in (OutboundState.UNDELIVERED, OutboundState.FAILED) and message.incident_id is not None:
+        _page_not_delivered(session, message, status, now)
     session.commit()
     return result
+
+
+def _page_not_delivered(session: Session, message: OutboundMessage, status: str, now: datetime) -> None:
+    """A page that never arrived counts as no answer: say so on the timeline, hasten the next step."""
+    incident = session.get(Incident, message.incident_id)
+    if incident is None:
+        return
+    incidents.record(
+        session,
+        incident,
+        "not_delivered",
+        f"{message.purpose} to {mask_phone(message.recipient)}: {status[:40]}",
+        now,
+        outbound=message.id,
+    )
+    if message.purpose == "page":
+        incidents.pull_next_step_forward(session, incident, now, "a page was not delivered")

@@ -227,7 +227,7 @@ class RunResult:
     load_seconds: float
     timings_ms: list[float]
     decisions: Counter[tuple[str, str]]
-    plans: list[tuple[str, str]] = field(default_factory=list)
+    probes: list[QueryProbe] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -638,7 +638,10 @@ def load_sqlite(path: Path, chunks: Iterator[tuple[list[Row], ...]], total: int)
 def arrivals(
     network: Network, templates: Sequence[Template], live: Sequence[PastIncident], count: int, seed: int
 ) -> list[tuple[str, InboundForm]]:
-    """New reports arriving after NOW: half name the village of a recent open incident, half a far village."""
+    """New reports arriving after NOW: half name the village of a recent open incident, half a far village.
+
+    One more report, near an open incident, follows the `count`: it is the one explain_pipeline processes.
+    """
     rng = random.Random(seed + 2)
     groups = default_groups()
     targets = [
@@ -652,8 +655,9 @@ def arrivals(
         for v in network.villages
         if all(approx_km((v.lat, v.lon), (t.village.lat, t.village.lon)) > 25 for t in targets if t.village)
     ]
-    kinds = ["near", "elsewhere"] * (count // 2) + ["near"] * (count % 2)
+    kinds = ["near", "elsewhere"] * (count // 2)
     rng.shuffle(kinds)
+    kinds.append("near")  # the last one, untimed, is the one whose queries are explained
     out = []
     for i, kind in enumerate(kinds):
         if kind == "near":
@@ -706,11 +710,36 @@ def _touches_history(statement: str) -> bool:
     return any(re.search(rf"\b(FROM|JOIN) {table}\b", statement) for table in HISTORY_TABLES)
 
 
-def explain_pipeline(database: Database, form: InboundForm) -> tuple[list[tuple[str, str]], list[str]]:
-    """Process one more message, capturing each SELECT it runs on a history table, then EXPLAIN each.
+def query_label(statement: str) -> str:
+    """A short name for a captured query: its table and the columns its WHERE clause tests."""
+    table = re.search(r"\bFROM (\w+)", statement)
+    where = statement.split(" WHERE ", 1)[1] if " WHERE " in statement else ""
+    columns = dict.fromkeys(re.findall(r"\w+\.(\w+) (?:=|!=|>=|<=|>|<|IN|BETWEEN|IS)", where))
+    order = " order by last_report_at" if "ORDER BY incidents.last_report_at" in statement else ""
+    return f"{table.group(1) if table else '?'} by {', '.join(columns) or '-'}{order}"
 
-    Returns the plans and the problems seen: a sequential scan of a history table, or an index used but
-    thousands of its rows thrown away by a filter.
+
+@dataclass(frozen=True)
+class QueryProbe:
+    """One SELECT the pipeline ran on a history table: its plan and how long it takes on its own."""
+
+    label: str
+    statement: str
+    plan: str
+    median_ms: float
+
+    @property
+    def is_candidates(self) -> bool:
+        return "ORDER BY incidents.last_report_at DESC" in self.statement
+
+
+def explain_pipeline(
+    database: Database, form: InboundForm, repeat: int = 30
+) -> tuple[list[QueryProbe], list[str]]:
+    """Process one more message, capturing each SELECT it runs on a history table; EXPLAIN and time each.
+
+    Returns the probes and the problems seen in the plans: a full scan of a history table, or an index used
+    but thousands of its rows thrown away by a filter (PostgreSQL only: SQLite's plans carry no counts).
     """
     captured: list[tuple[str, Any]] = []
 
@@ -729,23 +758,28 @@ def explain_pipeline(database: Database, form: InboundForm) -> tuple[list[tuple[
         event.remove(database.engine, "before_cursor_execute", capture)
 
     postgresql = database.is_postgresql
-    plans, problems = [], []
+    probes, problems = [], []
     with database.engine.connect() as connection:
         for statement, parameters in captured:
             prefix = "EXPLAIN (ANALYZE, BUFFERS) " if postgresql else "EXPLAIN QUERY PLAN "
             rows = connection.exec_driver_sql(prefix + statement, parameters).all()
             plan = "\n".join(str(row[0]) if postgresql else str(row[-1]) for row in rows)
-            plans.append((statement, plan))
-            summary = " ".join(statement.split())[:140]
+            timings = []
+            for _ in range(repeat):
+                started = time.perf_counter()
+                connection.exec_driver_sql(statement, parameters).all()
+                timings.append((time.perf_counter() - started) * 1000)
+            label = query_label(statement)
+            probes.append(QueryProbe(label, statement, plan, statistics.median(timings)))
             for line in plan.splitlines():
                 scan = re.search(r"Seq Scan on (\w+)", line) or re.match(r"\s*SCAN (\w+)", line)
                 if scan and scan.group(1) in HISTORY_TABLES:
-                    problems.append(f"full scan of {scan.group(1)}: {line.strip()} in: {summary}")
+                    problems.append(f"full scan of {scan.group(1)} ({line.strip()}) in: {label}")
                 removed = re.search(r"Rows Removed by Filter: (\d+)", line)
                 if removed and int(removed.group(1)) >= 1000:
-                    problems.append(f"{removed.group(1)} rows read and thrown away in: {summary}")
+                    problems.append(f"{removed.group(1)} rows read and thrown away in: {label}")
         connection.rollback()
-    return plans, problems
+    return probes, problems
 
 
 # --- databases and the run ----------------------------------------------------------------------------
@@ -817,21 +851,24 @@ def run(kind: str, history: int, args: argparse.Namespace, templates: Sequence[T
                 + ", ".join(f"{table} {n:,}" for table, n in counts.items()),
                 flush=True,
             )
-            forms = arrivals(network, templates, live, args.warmup + args.reports + 1, args.seed)
+            forms = arrivals(network, templates, live, args.warmup + args.reports, args.seed)
             timings, decisions = measure(database, forms[:-1], args.warmup)
-            plans, problems = explain_pipeline(database, forms[-1][1])
+            probes, problems = explain_pipeline(database, forms[-1][1])
         finally:
             database.dispose()
-    result = RunResult(kind, history, load_seconds, timings, decisions, plans, problems)
+    result = RunResult(kind, history, load_seconds, timings, decisions, probes, problems)
     print(
         f"  process_message over {len(timings)} reports: median {result.median:.2f} ms, "
         f"p95 {result.p95:.2f} ms, mean {result.mean:.2f} ms"
     )
     print("  decisions: " + ", ".join(f"{k} {d} {n}" for (k, d), n in sorted(decisions.items())))
-    for statement, plan in plans:
-        if args.explain_all or "ORDER BY incidents.last_report_at DESC" in statement:
-            print("  " + " ".join(statement.split()))
-            print("    " + plan.replace("\n", "\n    "))
+    print("  the history queries of one more report near an open incident, each run alone (median):")
+    for probe in probes:
+        print(f"    {probe.median_ms:7.3f} ms  {probe.label}")
+    for probe in probes:
+        if args.explain_all or probe.is_candidates:
+            print("  " + " ".join(probe.statement.split()))
+            print("    " + probe.plan.replace("\n", "\n    "))
     for problem in problems:
         print(f"  PROBLEM: {problem}")
     return result
@@ -878,6 +915,22 @@ def table(results: Sequence[RunResult]) -> str:
     return "\n".join(lines)
 
 
+def query_table(results: Sequence[RunResult]) -> str:
+    """Each history query of the pipeline, timed alone, in every run: which one grows with the history."""
+    labels = list(dict.fromkeys(probe.label for result in results for probe in result.probes))
+    lines = [
+        "| query (run alone, median) | " + " | ".join(f"{r.db} {r.history:,}" for r in results) + " |",
+        "| --- |" + " ---: |" * len(results),
+    ]
+    for label in labels:
+        cells = []
+        for result in results:
+            times = [p.median_ms for p in result.probes if p.label == label]
+            cells.append(f"{times[0]:.3f} ms" if times else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every (database, history size) pair and print the table; exit 1 when a ratio reaches 2."""
     parser = argparse.ArgumentParser(
@@ -911,6 +964,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = [run(kind, size, args, templates) for kind in kinds for size in sizes]
 
     print("\n" + table(results))
+    print("\n" + query_table(results))
     failed = False
     for kind in kinds:
         runs = sorted((r for r in results if r.db == kind), key=lambda r: r.history)

@@ -102,3 +102,27 @@ def test_corroborations_give_responders_one_update_per_throttle_period(session, 
     ).all()
     assert len(updates) == 2 * paged
     assert all(u.body.startswith("MAJ ") for u in updates)
+
+
+def test_merge_and_split_commands_for_coordinators(app, session, net):
+    receive(session, net["focal_point"], "attaque a Mweso")
+    receive(session, net["others"][0], "attaque a Rubaya", at=T0 + timedelta(minutes=1))
+    receive(session, net["others"][1], "attaque a Rubaya", at=T0 + timedelta(minutes=2))
+    session.commit()
+    runner = app.test_cli_runner()
+    merged = runner.invoke(args=["incidents", "merge", "1", "2", "--by", "alice"])
+    assert merged.exit_code == 0, merged.output
+    again = runner.invoke(args=["incidents", "merge", "1", "2", "--by", "alice"])
+    assert again.exit_code != 0
+    assert "already merged" in again.output
+    missing = runner.invoke(args=["incidents", "merge", "1", "99", "--by", "alice"])
+    assert "incident 99 not found" in missing.output
+    report_id = session.scalars(select(Report.id).order_by(Report.id)).all()[-1]
+    split = runner.invoke(args=["incidents", "split", str(report_id), "--by", "alice"])
+    assert split.exit_code == 0, split.output
+    assert "is now incident 3" in split.output
+    session.commit()
+    actors = session.scalars(
+        select(IncidentEvent.actor).where(IncidentEvent.kind.in_(["merged_incident", "split"]))
+    )
+    assert set(actors) == {"coordinator alice"}

@@ -220,3 +220,29 @@ def test_outbox_json_lists_messages_newest_first_with_the_documented_fields(app,
     assert rows[0]["incident"] == incident.number
     assert rows[1]["incident"] is None
     assert TO not in result.output
+
+
+def test_an_undelivered_page_counts_as_no_answer_and_the_next_step_falls_due_now(session, database, gateways):
+    from alerts.delivery import apply_delivery_report
+
+    net = factories.network(session)
+    incident = factories.incident(session, net["zone"])
+    session.commit()
+    sweep(database.sessionmaker, T0, "w1")
+    dispatch(database.sessionmaker, gateways, Clock(T0))
+    session.commit()
+    page = session.scalar(select(OutboundMessage).where(OutboundMessage.purpose == "page").limit(1))
+    later = T0 + timedelta(minutes=2)
+    assert apply_delivery_report(
+        session, "twilio", page.provider_message_id, "undelivered", "30003", later
+    ) == ("applied")
+    tier3 = session.scalar(
+        select(EscalationStep).where(EscalationStep.tier == 3).order_by(EscalationStep.due_at).limit(1)
+    )
+    assert tier3.due_at == later
+    kinds = session.scalars(select(IncidentEvent.kind).where(IncidentEvent.incident_id == incident.id)).all()
+    assert "not_delivered" in kinds
+    assert "escalation_hastened" in kinds
+    sweep(database.sessionmaker, later, "w1")
+    session.commit()
+    assert net["tier3"][0].id in {m.responder_id for m in session.scalars(select(OutboundMessage))}

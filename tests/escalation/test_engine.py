@@ -11,7 +11,7 @@ from alerts.models import DutyPeriod, EscalationPolicy, EscalationStep, Incident
 from alerts.states import IncidentStatus, StepState
 from escalation.engine import plan_escalations, run_due_steps, sweep
 from tests import factories
-from tests.conftest import T0
+from tests.conftest import T0, postgresql_only
 
 
 def _pages(session):
@@ -188,3 +188,49 @@ def test_a_quorum_step_keeps_paging_until_enough_responders_answer(session, data
     session.expire_all()
     assert not [m for m in _pages(session) if m.created_at == T0 + timedelta(minutes=10)]
     assert incident.status == IncidentStatus.ACKNOWLEDGED
+
+
+@postgresql_only
+def test_two_workers_on_one_postgresql_never_send_a_step_twice(session, database_url):
+    import threading
+
+    from alerts.db import Database
+
+    net = factories.network(session)
+    for n in range(40):
+        factories.incident(session, net["zone"], lat=-1.0 - n / 10, place_name=f"Village {n}")
+    session.commit()
+    workers = [Database(database_url) for _ in range(2)]
+    barrier = threading.Barrier(2)
+    ran: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def work(index):
+        try:
+            barrier.wait()
+            for minute in (0, 10, 15, 25, 30, 40, 45, 55):
+                ran[index] = ran.get(index, 0) + sweep(
+                    workers[index].sessionmaker, T0 + timedelta(minutes=minute), f"w{index}", batch=7
+                )
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for worker in workers:
+        worker.dispose()
+    assert errors == []
+    session.commit()
+    steps = session.scalars(select(EscalationStep)).all()
+    assert all(s.state == StepState.DONE for s in steps)
+    assert ran[0] + ran[1] == len(steps)
+    assert ran[0] > 0
+    assert ran[1] > 0
+    pages = _pages(session)
+    keys = [(m.escalation_step_id, m.responder_id) for m in pages]
+    assert len(keys) == len(set(keys))
+    per_step = {"1": 2, "2": 1, "3": 1}
+    assert len(pages) == sum(per_step[str(s.tier)] for s in steps)
