@@ -712,6 +712,7 @@ def _touches_history(statement: str) -> bool:
 
 def query_label(statement: str) -> str:
     """A short name for a captured query: its table and the columns its WHERE clause tests."""
+    statement = " ".join(statement.split())
     table = re.search(r"\bFROM (\w+)", statement)
     where = statement.split(" WHERE ", 1)[1] if " WHERE " in statement else ""
     columns = dict.fromkeys(re.findall(r"\w+\.(\w+) (?:=|!=|>=|<=|>|<|IN|BETWEEN|IS)", where))

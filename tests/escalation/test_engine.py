@@ -207,8 +207,8 @@ def test_two_workers_on_one_postgresql_never_send_a_step_twice(session, database
 
     def work(index):
         try:
-            barrier.wait()
             for minute in (0, 10, 15, 25, 30, 40, 45, 55):
+                barrier.wait()  # both workers start each round together
                 ran[index] = ran.get(index, 0) + sweep(
                     workers[index].sessionmaker, T0 + timedelta(minutes=minute), f"w{index}", batch=7
                 )
