@@ -46,6 +46,14 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "AUTO_REPLY_CAP_PER_HOUR": (6, int),
     "UPDATE_THROTTLE_MINUTES": (5, int),  # at most one update SMS per incident in this period
     "KEYWORDS_DIR": ("", str),  # extra keyword files a coordinator can add
+    # Optional online fallback for places the gazetteer lacks: "nominatim", or empty (off, the default).
+    "GEOCODER": ("", str),
+    "GEOCODER_DOMAIN": ("nominatim.openstreetmap.org", str),
+    "GEOCODER_SCHEME": ("https", str),
+    "GEOCODER_USER_AGENT": ("alert-relay", str),
+    "GEOCODER_COUNTRIES": (["cd", "ug", "rw", "bi"], _list),
+    "GEOCODER_MAX_KM": (80.0, float),  # farther than this from the sender's home, a result is refused
+    "GEOCODER_MIN_DELAY_SECONDS": (1.0, float),  # Nominatim's usage policy: at most one request a second
     "LOG_LEVEL": ("INFO", str),
 }
 

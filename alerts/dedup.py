@@ -20,7 +20,7 @@ REPEAT_WINDOW = timedelta(minutes=30)
 REPEAT_SIMILARITY = 85  # rapidfuzz ratio of the folded texts
 KM_PER_DEGREE_LAT = 111.32
 # How much one report's location method is worth as evidence that the place is right.
-LOCATION_CONFIDENCE = {"coordinates": 0.8, "gazetteer": 0.6, "home": 0.35, "none": 0.2}
+LOCATION_CONFIDENCE = {"coordinates": 0.8, "gazetteer": 0.6, "geocoder": 0.5, "home": 0.35, "none": 0.2}
 
 
 @dataclass(frozen=True)

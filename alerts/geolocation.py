@@ -50,6 +50,7 @@ class LocatedBy(StrEnum):
 
     COORDINATES = "coordinates"
     GAZETTEER = "gazetteer"
+    GEOCODER = "geocoder"  # the optional online fallback (Nominatim)
     HOME = "home"
     NONE = "none"
 

@@ -31,7 +31,8 @@ from alerts.dedup import (
     combined_confidence,
     is_upgrade,
 )
-from alerts.geolocation import Gazetteer, Location, PlaceRecord, ZoneArea, zone_for_point
+from alerts.geocoder import OnlineGeocoder, geocoder_from_config
+from alerts.geolocation import Gazetteer, LocatedBy, Location, PlaceRecord, ZoneArea, zone_for_point
 from alerts.models import Counter, FocalPoint, InboundMessage, Incident, Place, Report, Responder, Zone
 from alerts.outbox import enqueue
 from alerts.parsing import Command, Keywords, Kind, ParsedMessage, load_keywords, parse_message
@@ -50,6 +51,7 @@ class PipelineSettings:
     sender_rate_window: timedelta = timedelta(minutes=10)
     reply_cap_per_hour: int = 6
     keywords_dirs: tuple[Path, ...] = ()
+    geocoder: OnlineGeocoder | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> PipelineSettings:
@@ -59,6 +61,7 @@ class PipelineSettings:
             sender_rate_window=timedelta(minutes=config["SENDER_RATE_WINDOW_MINUTES"]),
             reply_cap_per_hour=config["AUTO_REPLY_CAP_PER_HOUR"],
             keywords_dirs=(Path(config["KEYWORDS_DIR"]),) if config.get("KEYWORDS_DIR") else (),
+            geocoder=geocoder_from_config(config),
         )
 
 
@@ -268,7 +271,15 @@ def _locate(ctx: _Context, focal_point: FocalPoint | None) -> Location:
     home = None
     if focal_point is not None and focal_point.home_lat is not None and focal_point.home_lon is not None:
         home = (focal_point.home_lat, focal_point.home_lon)
-    return gazetteer(ctx.session).locate(ctx.parsed.place_words, ctx.parsed.coordinates, home)
+    location = gazetteer(ctx.session).locate(ctx.parsed.place_words, ctx.parsed.coordinates, home)
+    online = ctx.settings.geocoder
+    if (
+        online is not None
+        and ctx.parsed.place_words
+        and location.located_by in (LocatedBy.HOME, LocatedBy.NONE)
+    ):
+        return online.locate(ctx.parsed.place_words, home) or location
+    return location
 
 
 def _make_report(

@@ -128,7 +128,7 @@ class TimedFake(FakeProviders):
         return first
 
 
-def service_env(url: str, fake: FakeProviders, public_url: str) -> dict[str, str]:
+def service_env(url: str, fake: FakeProviders) -> dict[str, str]:
     return {
         **os.environ,
         "DATABASE_URL": url,
@@ -138,7 +138,7 @@ def service_env(url: str, fake: FakeProviders, public_url: str) -> dict[str, str
         "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
         "TWILIO_FROM": TWILIO_FROM,
         "TWILIO_API_BASE": fake.base_url,
-        "PUBLIC_URL": public_url,
+        "PUBLIC_URL": "",  # webhooks are signed over the URL as gunicorn sees it
         "TRUST_PROXY": "0",
         "SENDER_RATE_LIMIT": "1000000",
         "AUTO_REPLY_CAP_PER_HOUR": "1000000",
@@ -234,8 +234,7 @@ def run_mode(mode: str, args: argparse.Namespace, workdir: Path) -> ModeResult:
             url = f"sqlite:///{workdir / 'e2e.db'}"
         else:
             url = postgresql_database(pg_name)
-        gunicorn = Gunicorn.reserve()
-        env = service_env(url, fake, gunicorn.base)
+        env = service_env(url, fake)
         run_checked([str(BIN / "flask"), "--app", "wsgi", "db", "upgrade"], env)
         run_checked([str(BIN / "flask"), "--app", "wsgi", "demo"], env)
         log_path = workdir / f"{mode}.log"
@@ -253,7 +252,7 @@ def run_mode(mode: str, args: argparse.Namespace, workdir: Path) -> ModeResult:
                 stdout=worker_log,
                 stderr=worker_log,
             )
-        with gunicorn.start("wsgi:app", env, workers, threads, log_path) as server:
+        with Gunicorn("wsgi:app", env, workers, threads, log_path) as server:
             time.sleep(2.0)  # the scheduler (or the worker and its LISTEN) is up
             points = alert_points(args.alerts, args.seed)
             sent = send_alerts(server.base, points, args.rate)
