@@ -103,15 +103,25 @@ class Sent:
 class TimedFake(FakeProviders):
     """The fake provider APIs, noting when each request arrived (perf_counter of this process)."""
 
-    def __init__(self) -> None:
+    def __init__(self, nagle: bool = False, provider_ms: float = 0.0) -> None:
         super().__init__()
         self.arrivals: list[tuple[float, ReceivedRequest]] = []
+        self.provider_seconds = provider_ms / 1000
+        if not nagle:
+            # The stock fake writes headers and body in two segments: Nagle's algorithm on this side and the
+            # client's delayed ACK then add about 40 ms to every request, which no real provider does.
+            handler = self._server.RequestHandlerClass
+            self._server.RequestHandlerClass = type(
+                "NoDelayHandler", (handler,), {"disable_nagle_algorithm": True}
+            )
 
     def _record(self, request: ReceivedRequest) -> None:
         arrived = time.perf_counter()
         super()._record(request)
         with self._lock:
             self.arrivals.append((arrived, request))
+        if self.provider_seconds:
+            time.sleep(self.provider_seconds)  # a real provider's answer takes a while; the arrival counts
 
     def first_pages(self) -> dict[int, float]:
         """Incident number -> arrival time of its first page to a responder."""
@@ -226,7 +236,7 @@ class ModeResult:
 
 
 def run_mode(mode: str, args: argparse.Namespace, workdir: Path) -> ModeResult:
-    fake = TimedFake().start()
+    fake = TimedFake(nagle=args.stock_fake, provider_ms=args.provider_ms).start()
     worker: subprocess.Popen[bytes] | None = None
     pg_name = "bench_e2e"
     try:
@@ -319,6 +329,12 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=2, help="gunicorn workers in production mode")
     parser.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the last pages")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--provider-ms", type=float, default=0.0, help="how long the fake API takes to answer each send"
+    )
+    parser.add_argument(
+        "--stock-fake", action="store_true", help="keep the fake's Nagle delay (about 40 ms per request)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, SQLite file)")
     args = parser.parse_args()
 
