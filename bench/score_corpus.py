@@ -17,7 +17,9 @@ if str(REPO_ROOT) not in sys.path:
 from alerts.geolocation import Gazetteer, PlaceRecord, geodesic_km  # noqa: E402 - needs the repo on sys.path first
 from alerts.parsing import load_keywords, parse_message  # noqa: E402 - needs the repo on sys.path first
 
-DEFAULT_CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus"
+SHARED_CORPUS_DIR = REPO_ROOT.parent / "shared" / "corpus"
+BUNDLED_CORPUS_DIR = REPO_ROOT / "bench" / "corpus"  # a copy, for clones without ../shared
+DEFAULT_CORPUS_DIR = SHARED_CORPUS_DIR if (SHARED_CORPUS_DIR / "dev.jsonl").exists() else BUNDLED_CORPUS_DIR
 LOCATION_TOLERANCE_KM = 2.0
 
 
@@ -130,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keywords", type=Path, action="append", default=[], help="extra keyword directory")
     args = parser.parse_args(argv)
     gazetteer_csv = args.gazetteer or args.corpus_dir / "gazetteer-north-kivu.csv"
+    if not gazetteer_csv.is_file() and args.corpus_dir == BUNDLED_CORPUS_DIR:
+        gazetteer_csv = REPO_ROOT / "alerts" / "data" / "demo" / "gazetteer-north-kivu.csv"  # the same file
     labelled = args.labelled or args.corpus_dir / "dev.jsonl"
     missing = [str(p) for p in (gazetteer_csv, labelled) if not p.is_file()]
     if missing:
