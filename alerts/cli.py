@@ -11,6 +11,7 @@ from typing import Any, TextIO
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
+from sqlalchemy import select
 
 from alerts import imports, migrate
 from alerts.parsing import parse_message
@@ -146,6 +147,40 @@ def incidents_split(report_id: int, actor: str) -> None:
         click.echo(f"report {report_id} is now incident {incident.number}")
 
 
+users_cli = AppGroup("users", help="Logins for the pages.")
+
+
+@users_cli.command("create")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["admin", "coordinator", "responder"]), required=True)
+@click.option("--responder-phone", help="For a responder login: the phone of the responder it belongs to.")
+@click.option("--language", type=click.Choice(["fr", "en"]), default="fr", show_default=True)
+def users_create(username: str, role: str, responder_phone: str | None, language: str) -> None:
+    """Create a login; its password is printed once."""
+    from alerts.auth import create_user
+    from alerts.models import Responder, User
+    from alerts.phones import InvalidPhone, to_e164
+
+    with get_database().session() as session:
+        if session.scalar(select(User).where(User.username == username)) is not None:
+            raise click.ClickException(f"user {username!r} exists already")
+        responder_id = None
+        if responder_phone:
+            try:
+                phone = to_e164(responder_phone, current_app.config["DEFAULT_REGION"])
+            except InvalidPhone as exc:
+                raise click.ClickException(f"--responder-phone: {exc}") from None
+            responder = session.scalar(select(Responder).where(Responder.phone == phone))
+            if responder is None:
+                raise click.ClickException("no responder has that phone number")
+            responder_id = responder.id
+        try:
+            _, password = create_user(session, username, role, responder_id=responder_id, language=language)
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from None
+    click.echo(f"{role} login: {username} / {password}  (shown only this once)")
+
+
 def _import_command(
     group: AppGroup, run: Callable[..., imports.ImportResult], columns: str, regional: bool
 ) -> None:
@@ -181,6 +216,7 @@ def init_app(app: Flask) -> None:
         demo_command,
         parse_command,
         incidents_cli,
+        users_cli,
         places_cli,
         zones_cli,
         focal_points_cli,

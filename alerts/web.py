@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, current_app, g
+from datetime import timedelta
+
+from flask import Flask, Response, current_app, g, session
 from sqlalchemy.orm import Session
 
 from alerts.db import Database
@@ -28,6 +30,53 @@ def _close_request_session(_exc: BaseException | None) -> None:
 
 def init_app(app: Flask) -> None:
     app.teardown_appcontext(_close_request_session)
+    app.after_request(_security_headers)
+    app.context_processor(_template_helpers)
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=app.config.get("PUBLIC_URL", "").startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+    )
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    if response.mimetype == "text/html":
+        tiles = current_app.config.get("MAP_TILES_URL", "")
+        img = "'self' data:" + (f" {_origin(tiles)}" if tiles else "")
+        headers.setdefault(
+            "Content-Security-Policy",
+            f"default-src 'self'; img-src {img}; style-src 'self'; script-src 'self'; "
+            "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+        )
+        headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _origin(url: str) -> str:
+    parts = url.split("/")
+    return "/".join(parts[:3]) if len(parts) >= 3 else ""
+
+
+def _template_helpers() -> dict[str, object]:
+    from alerts.auth import csrf_token, current_viewer
+    from alerts.i18n import translate
+
+    viewer = current_viewer()
+    language = session.get("language") or (viewer.language if viewer else "fr")
+    if language not in ("fr", "en"):
+        language = "fr"
+    return {
+        "_": lambda text: translate(text, language),
+        "lang": language,
+        "viewer": viewer,
+        "csrf_token": csrf_token,
+        "has_admin": "admin" in current_app.blueprints,
+    }
 
 
 def wake_engine() -> None:

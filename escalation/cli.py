@@ -13,10 +13,10 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from alerts.metrics import response_times
 from alerts.models import OutboundMessage
 from alerts.phones import mask_phone
 from alerts.web import get_database
-from escalation.metrics import response_times
 
 
 @click.command("worker")

@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 
 from alerts import incidents
+from alerts.metrics import percentile, response_times, summarise
 from alerts.models import OutboundMessage
 from alerts.states import IncidentStatus, OutboundState
-from escalation.metrics import percentile, response_times, summarise
 from tests import factories
 from tests.conftest import T0
 

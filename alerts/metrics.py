@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -93,3 +93,49 @@ def response_times(session: Session, start: datetime, end: datetime) -> list[dic
         }
         for zone, rows in sorted(by_zone.items())
     ]
+
+
+def deadline_minutes(policy_snapshot: Sequence[dict[str, Any]] | None) -> float | None:
+    """Minutes after the first report by which the policy expected an acknowledgement (its last step)."""
+    if not policy_snapshot:
+        return None
+    return float(max(int(step.get("after_minutes", 0)) for step in policy_snapshot))
+
+
+def breaches(session: Session, start: datetime, end: datetime, now: datetime) -> list[dict[str, Any]]:
+    """Incidents not acknowledged by the time their policy's last step fell due (still open ones too)."""
+    out = []
+    for incident in session.scalars(
+        select(Incident)
+        .where(
+            Incident.first_report_at >= start,
+            Incident.first_report_at < end,
+            Incident.merged_into_id.is_(None),
+        )
+        .order_by(Incident.first_report_at.desc())
+    ):
+        limit = deadline_minutes(incident.policy_snapshot)
+        if limit is None:
+            continue
+        answered = incident.acknowledged_at or now
+        waited = _minutes(incident.first_report_at, answered)
+        if waited > limit:
+            out.append(
+                {
+                    "number": incident.number,
+                    "waited": round(waited, 1),
+                    "deadline": limit,
+                    "acknowledged": incident.acknowledged_at is not None,
+                }
+            )
+    return out
+
+
+def week_against_week(session: Session, now: datetime) -> dict[str, Any]:
+    """This week (the last 7 days) against the 7 days before, per zone, with the breaches of each."""
+    this_start, last_start = now - timedelta(days=7), now - timedelta(days=14)
+    return {
+        "this_week": response_times(session, this_start, now),
+        "last_week": response_times(session, last_start, this_start),
+        "breaches": breaches(session, last_start, now, now),
+    }
