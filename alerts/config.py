@@ -55,7 +55,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "GEOCODER_MAX_KM": (80.0, float),  # farther than this from the sender's home, a result is refused
     "GEOCODER_MIN_DELAY_SECONDS": (1.0, float),  # Nominatim's usage policy: at most one request a second
     "LOG_LEVEL": ("INFO", str),
-    "SILENT_DAYS": (7, int),  # network health: focal points silent this long are listed
+    "SILENT_DAYS": (7, int),
+    "LOG_REFRESH_SECONDS": (10, int),  # how often the alert log page asks what changed  # network health: focal points silent this long are listed
     # Map tiles are optional: with no URL the map draws zones and incidents on a plain background.
     "MAP_TILES_URL": ("", str),  # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png or a local tile server
     "MAP_TILES_ATTRIBUTION": ("", str),

@@ -106,3 +106,17 @@ def session(database: Database) -> Iterator[Session]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+def pytest_report_header() -> str:
+    from tests.browser.conftest import CHROMIUM, skip_reason
+
+    return skip_reason() or f"browser tests: {CHROMIUM} through Playwright"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.browser.conftest import skip_reason
+
+    reason = skip_reason()
+    if reason:
+        terminalreporter.write_line(f"NOTE: {reason}", yellow=True, bold=True)

@@ -9,7 +9,8 @@
   var onFirstPage = table.dataset.page === "1";
   var base = table.dataset.updates;
   var incidentUrl = table.dataset.incident.replace(/0$/, "");
-  var delay = 10000;
+  var every = parseInt(table.dataset.refresh, 10) || 10000;
+  var delay = every;
 
   function label(value) { return labels[value] || value || ""; }
   function cell(tr, text) { var td = document.createElement("td"); td.textContent = text; tr.appendChild(td); return td; }
@@ -52,7 +53,7 @@
         cursor = data.cursor;
         apply(data.rows);
         document.getElementById("live").hidden = false;
-        delay = 10000;
+        delay = every;
       })
       .catch(function () { delay = Math.min(delay * 2, 120000); })
       .then(function () { setTimeout(poll, delay); });
