@@ -11,7 +11,7 @@ from flask import Flask
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the Flask application; nothing is created before this is called."""
-    from alerts import auth, cli, health, pages, web
+    from alerts import admin, api, auth, cli, health, pages, web
     from alerts.config import load_config
     from alerts.db import Database
     from alerts.logs import configure_logging
@@ -34,6 +34,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(admin.bp)
+    app.register_blueprint(api.bp)
     cli.init_app(app)
     register_webhooks(app)
     scheduler.register(app)

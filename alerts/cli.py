@@ -181,6 +181,21 @@ def users_create(username: str, role: str, responder_phone: str | None, language
     click.echo(f"{role} login: {username} / {password}  (shown only this once)")
 
 
+@users_cli.command("token")
+@click.argument("username")
+def users_token(username: str) -> None:
+    """Give a login a new API token (replacing any old one); it is printed once, only its hash is kept."""
+    from alerts.api import issue_token
+    from alerts.models import User
+
+    with get_database().session() as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None:
+            raise click.ClickException(f"no user {username!r}")
+        token = issue_token(session, user)
+    click.echo(f"API token for {username}: {token}  (shown only this once)")
+
+
 def _import_command(
     group: AppGroup, run: Callable[..., imports.ImportResult], columns: str, regional: bool
 ) -> None:
@@ -204,6 +219,30 @@ places_cli = AppGroup("places", help="The gazetteer.")
 zones_cli = AppGroup("zones", help="Zones: each base's area of responsibility.")
 focal_points_cli = AppGroup("focal-points", help="Focal points: registered senders.")
 responders_cli = AppGroup("responders", help="Responders: registered recipients of escalations.")
+
+
+def _review_command(verb: str, status: str) -> None:
+    @focal_points_cli.command(verb, help=f"{verb.capitalize()} a registration (focal point by phone number).")
+    @click.argument("phone")
+    def command(phone: str) -> None:
+        from alerts.models import FocalPoint
+        from alerts.phones import InvalidPhone, to_e164
+
+        try:
+            number = to_e164(phone, current_app.config["DEFAULT_REGION"])
+        except InvalidPhone as exc:
+            raise click.ClickException(str(exc)) from None
+        with get_database().session() as session:
+            focal_point = session.scalar(select(FocalPoint).where(FocalPoint.phone == number))
+            if focal_point is None:
+                raise click.ClickException("no focal point has that phone number")
+            focal_point.status = status
+            session.commit()
+            click.echo(f"focal point {focal_point.id} ({focal_point.name}) is now {status}")
+
+
+_review_command("approve", "active")
+_review_command("reject", "rejected")
 _import_command(places_cli, imports.import_places, "name,lat,lon,admin1,admin2,alt_names", False)
 _import_command(zones_cli, imports.import_zones, "name,lat,lon,radius_km", False)
 _import_command(focal_points_cli, imports.import_focal_points, "name,phone,lat,lon,zone,language", True)

@@ -55,8 +55,13 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "GEOCODER_MAX_KM": (80.0, float),  # farther than this from the sender's home, a result is refused
     "GEOCODER_MIN_DELAY_SECONDS": (1.0, float),  # Nominatim's usage policy: at most one request a second
     "LOG_LEVEL": ("INFO", str),
-    "SILENT_DAYS": (7, int),
-    "LOG_REFRESH_SECONDS": (10, int),  # how often the alert log page asks what changed  # network health: focal points silent this long are listed
+    "SILENT_DAYS": (7, int),  # network health: focal points silent this long are listed
+    "LOG_REFRESH_SECONDS": (10, int),  # how often the alert log page asks what changed
+    "BEEP_SEVERITY": ("high", str),  # a missed call ("beep") from a focal point: something is wrong
+    # Line checks: focal points silent for LINE_CHECK_DAYS (a zone may set its own) get a TEST request.
+    "LINE_CHECKS_ENABLED": (False, _bool),
+    "LINE_CHECK_DAYS": (14, int),
+    "LINE_CHECK_DAILY_CAP": (50, int),  # at most this many requests a day for the whole network
     # Map tiles are optional: with no URL the map draws zones and incidents on a plain background.
     "MAP_TILES_URL": ("", str),  # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png or a local tile server
     "MAP_TILES_ATTRIBUTION": ("", str),

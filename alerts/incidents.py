@@ -319,3 +319,41 @@ def updates_due(session: Session, now: datetime, throttle: timedelta) -> list[In
             .limit(100)
         )
     )
+
+
+def categorise(
+    session: Session, incident: Incident, category: str, severity: str, now: datetime, source: str
+) -> None:
+    """Give an incident known only as a beep its real category; a graver severity restarts escalation."""
+    before = f"{incident.category}/{incident.severity}"
+    incident.category = category
+    if SEVERITY_RANK[severity] > SEVERITY_RANK[incident.severity]:
+        incident.severity = severity
+        if incident.status == IncidentStatus.OPEN:
+            incident.escalation_generation += 1
+            incident.policy_snapshot = None
+    record(
+        session,
+        incident,
+        "categorised",
+        f"{before} -> {incident.category}/{incident.severity} from {source}",
+        now,
+    )
+
+
+def record_callback(
+    session: Session,
+    incident: Incident,
+    learned: str,
+    category: str | None,
+    severity: str | None,
+    now: datetime,
+    actor: str,
+) -> None:
+    """A responder called the beeping focal point back: what they learned goes on the timeline."""
+    incident.callback_pending = False
+    record(session, incident, "callback", learned or "(no details)", now, actor)
+    if category is None or severity is None:
+        return
+    if incident.category == "unknown" or SEVERITY_RANK[severity] > SEVERITY_RANK[incident.severity]:
+        categorise(session, incident, category, severity, now, f"the call-back by {actor}")

@@ -111,6 +111,7 @@ class Zone(Base):
     polygon: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), default=None)
     dedup_distance_km: Mapped[float] = mapped_column(Float, default=10.0)
     dedup_window_minutes: Mapped[int] = mapped_column(Integer, default=360)
+    line_check_days: Mapped[int | None] = mapped_column(Integer)  # None: the deployment's LINE_CHECK_DAYS
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -157,6 +158,7 @@ class FocalPoint(Base):
     zone_id: Mapped[int | None] = mapped_column(ForeignKey("zones.id", ondelete="SET NULL"), index=True)
     status: Mapped[str] = mapped_column(String(16), default=FocalPointStatus.ACTIVE)
     last_seen_at: Mapped[datetime | None]
+    line_check_sent_at: Mapped[datetime | None]  # the last TEST request we sent (one per period)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     zone: Mapped[Zone | None] = relationship()
@@ -292,6 +294,8 @@ class Incident(Base):
     # A corroboration since responders were last told; sent at most once per throttle period.
     update_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     last_update_at: Mapped[datetime | None]
+    # A missed call ("beep") waits for a responder to call back and record what was learned.
+    callback_pending: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     zone: Mapped[Zone | None] = relationship()
@@ -454,6 +458,8 @@ class User(Base):
     language: Mapped[str] = mapped_column(String(8), default="fr")
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None]
+    # SHA-256 hex of the user's API token (`flask users token`); the token itself is shown once, never stored.
+    api_token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

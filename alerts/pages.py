@@ -24,6 +24,7 @@ from alerts import incidents, metrics, queries
 from alerts.auth import Viewer, check_csrf, current_viewer, login_required
 from alerts.models import Report, Responder, User, Zone
 from alerts.phones import mask_phone
+from alerts.pipeline import PipelineSettings, callback_category
 from alerts.states import IncidentStatus, UserRole
 from alerts.web import request_session, wake_engine
 
@@ -155,6 +156,10 @@ def act(number: int, action: str) -> Any:
         elif action in ("resolve", "false_alarm"):
             status = IncidentStatus.RESOLVED if action == "resolve" else IncidentStatus.FALSE_ALARM
             incidents.close(db, found, status, now, actor)
+        elif action == "callback":
+            learned = request.form.get("learned", "").strip()[:500]
+            category, severity = callback_category(learned, PipelineSettings.from_config(current_app.config))
+            incidents.record_callback(db, found, learned, category, severity, now, actor)
         elif action == "note":
             text = request.form.get("note", "").strip()[:2000]
             if not text:

@@ -32,7 +32,16 @@ from alerts.dedup import (
     is_upgrade,
 )
 from alerts.geocoder import OnlineGeocoder, geocoder_from_config
-from alerts.geolocation import Gazetteer, LocatedBy, Location, PlaceRecord, ZoneArea, zone_for_point
+from alerts.geolocation import (
+    Gazetteer,
+    LocatedBy,
+    Location,
+    PlaceRecord,
+    ZoneArea,
+    approx_km,
+    zone_for_point,
+)
+from alerts.imports import LANGUAGES
 from alerts.models import Counter, FocalPoint, InboundMessage, Incident, Place, Report, Responder, Zone
 from alerts.outbox import enqueue
 from alerts.parsing import Command, Keywords, Kind, ParsedMessage, load_keywords, parse_message
@@ -52,6 +61,7 @@ class PipelineSettings:
     reply_cap_per_hour: int = 6
     keywords_dirs: tuple[Path, ...] = ()
     geocoder: OnlineGeocoder | None = None
+    beep_severity: str = "high"
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> PipelineSettings:
@@ -62,6 +72,7 @@ class PipelineSettings:
             reply_cap_per_hour=config["AUTO_REPLY_CAP_PER_HOUR"],
             keywords_dirs=(Path(config["KEYWORDS_DIR"]),) if config.get("KEYWORDS_DIR") else (),
             geocoder=geocoder_from_config(config),
+            beep_severity=config.get("BEEP_SEVERITY", "high"),
         )
 
 
@@ -82,6 +93,19 @@ class _Context:
     parsed: ParsedMessage
     now: datetime
     settings: PipelineSettings
+    beep: bool = False  # a missed call: no words, the sender's home, category "unknown"
+
+    @property
+    def category(self) -> str:
+        if self.beep:
+            return "unknown"
+        return self.parsed.category.value if self.parsed.category else "other"
+
+    @property
+    def severity(self) -> str:
+        if self.beep:
+            return self.settings.beep_severity
+        return self.parsed.severity.value if self.parsed.severity else "low"
 
     def reply(
         self,
@@ -190,17 +214,25 @@ def process_message(
         message.state = InboundState.RATE_LIMITED
     else:
         context = _Context(
-            session, message, parse_message(message.text, keywords(settings.keywords_dirs)), now, settings
+            session,
+            message,
+            parse_message(message.text, keywords(settings.keywords_dirs)),
+            now,
+            settings,
+            beep=message.channel == "voice",
         )
         if focal_point is not None:
             outcome = _from_focal_point(context, focal_point)
         elif responder is not None:
             outcome = _from_responder(context, responder)
+        elif context.parsed.command == Command.REGISTER and not context.beep:
+            outcome = _register(context)
         else:
             outcome = Outcome("unverified sender: waiting for a coordinator")
-        message.state = (
-            InboundState.UNVERIFIED if responder is None and focal_point is None else InboundState.PROCESSED
+        unverified = (
+            responder is None and focal_point is None and not outcome.decision.startswith("registration")
         )
+        message.state = InboundState.UNVERIFIED if unverified else InboundState.PROCESSED
         if (
             focal_point is not None
             and focal_point.status != FocalPointStatus.ACTIVE
@@ -235,7 +267,18 @@ def _over_rate_limit(session: Session, message: InboundMessage, settings: Pipeli
 
 def _from_focal_point(ctx: _Context, focal_point: FocalPoint) -> Outcome:
     parsed = ctx.parsed
+    if ctx.beep:
+        if focal_point.status != FocalPointStatus.ACTIVE:
+            return Outcome(f"missed call from a {focal_point.status} focal point: held for review")
+        return _alert(ctx, focal_point)
     if parsed.kind == Kind.COMMAND:
+        if parsed.command == Command.REGISTER:
+            return ctx.reply(
+                "registration_exists",
+                focal_point.language,
+                "already registered",
+                focal_point_id=focal_point.id,
+            )
         handler = FOCAL_POINT_COMMANDS.get(parsed.command)
         if handler is None:
             return Outcome(f"command {parsed.command} from a focal point: no action")
@@ -295,9 +338,9 @@ def _make_report(
         inbound_message_id=ctx.message.id,
         focal_point_id=focal_point.id,
         incident_id=incident.id if incident else None,
-        category=(parsed.category or "other"),
+        category=ctx.category,
         secondary_categories=[c.value for c in parsed.secondary_categories],
-        severity=(parsed.severity or "low"),
+        severity=ctx.severity,
         count=parsed.count,
         language=parsed.language,
         place_text=" / ".join(parsed.place_words)[:200],
@@ -363,7 +406,7 @@ def _candidates(session: Session, report: NewReport, rules: DedupRules) -> list[
 
 
 def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
-    session, parsed = ctx.session, ctx.parsed
+    session = ctx.session
     location = _locate(ctx, focal_point)
     areas = zone_areas(session)
     zone_id = focal_point.zone_id
@@ -375,8 +418,7 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
         distance_km=zone.dedup_distance_km if zone else 10.0,
         window=timedelta(minutes=zone.dedup_window_minutes if zone else 360),
     )
-    category = parsed.category.value if parsed.category else "other"
-    severity = parsed.severity.value if parsed.severity else "low"
+    category, severity = ctx.category, ctx.severity
 
     _serialise_matching(session)
     match: Match | None = None
@@ -413,6 +455,8 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
             located_by=location.located_by.value,
             confidence=report.confidence,
         )
+        if ctx.beep:
+            _request_callback(ctx, incident, focal_point)
         return ctx.reply(
             "receipt",
             focal_point.language,
@@ -426,6 +470,8 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
     assert incident is not None
     report = _make_report(ctx, focal_point, incident, location, is_repeat=match.repeat)
     _merge_into(ctx, incident, report, match, focal_point)
+    if ctx.beep:
+        _request_callback(ctx, incident, focal_point)
     return ctx.reply(
         "receipt_corroboration",
         focal_point.language,
@@ -434,6 +480,37 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
         incident=incident,
         number=incident.number,
     )
+
+
+def _request_callback(ctx: _Context, incident: Incident, focal_point: FocalPoint) -> None:
+    """A beep says only "something is wrong here": a responder must call back and record what was learned."""
+    incident.callback_pending = True
+    if not incident.place_name:
+        incident.place_name = _home_village(ctx.session, focal_point)
+    incidents.record(
+        ctx.session,
+        incident,
+        "callback_needed",
+        f"missed call from {focal_point.name}: call back and record the result (APPEL {incident.number} ...)",
+        ctx.now,
+        focal_point=focal_point.id,
+    )
+
+
+def _home_village(session: Session, focal_point: FocalPoint) -> str:
+    """The name of the gazetteer place nearest the focal point's home (within a few km), or ''."""
+    if focal_point.home_place is not None:
+        return focal_point.home_place.name
+    if focal_point.home_lat is None or focal_point.home_lon is None:
+        return ""
+    min_lat, max_lat, min_lon, max_lon = bounding_box(focal_point.home_lat, focal_point.home_lon, 5.0)
+    nearby = session.execute(
+        select(Place.name, Place.lat, Place.lon).where(
+            Place.lat.between(min_lat, max_lat), Place.lon.between(min_lon, max_lon)
+        )
+    ).all()
+    home = (focal_point.home_lat, focal_point.home_lon)
+    return min(nearby, key=lambda p: approx_km(home, (p.lat, p.lon))).name if nearby else ""
 
 
 def _open_incident(
@@ -484,7 +561,9 @@ def _merge_into(
     incidents.record(session, incident, "merged", detail, now, located_by=report.located_by)
     if report.count is not None and (incident.count is None or report.count > incident.count):
         incident.count = report.count
-    if is_upgrade(incident.severity, report.severity):
+    if incident.category == "unknown" and report.category != "unknown":
+        incidents.categorise(session, incident, report.category, report.severity, now, "a report's text")
+    elif is_upgrade(incident.severity, report.severity):
         before = f"{incident.category}/{incident.severity}"
         incident.category, incident.severity = report.category, report.severity
         # A stricter policy applies: the engine replans escalation from the new generation.
@@ -497,6 +576,56 @@ def _merge_into(
             f"upgraded from {before} to {incident.category}/{incident.severity}",
             now,
         )
+
+
+# --- self-registration ----------------------------------------------------------------------------
+
+
+def _register(ctx: _Context) -> Outcome:
+    """`REG <name> <village>` from an unknown number: a pending focal point, located through the gazetteer."""
+    language = ctx.parsed.language or "fr"
+    words = (ctx.parsed.argument or "").split()
+    if len(words) < 2:
+        return ctx.reply("registration_help", language, "registration: name or village missing")
+    places = gazetteer(ctx.session)
+    name, village, location = " ".join(words[:-1]), words[-1], None
+    for size in (3, 2, 1):  # the longest tail of words that is a known place is the village
+        if len(words) > size:
+            found = places.locate((" ".join(words[-size:]),), None, None)
+            if found.located_by == LocatedBy.GAZETTEER:
+                name, village, location = " ".join(words[:-size]), found.place_name or words[-1], found
+                break
+    zone_id = None
+    if location is not None and location.lat is not None and location.lon is not None:
+        area = zone_for_point(location.lat, location.lon, zone_areas(ctx.session))
+        zone_id = area.id if area else None
+    focal_point = FocalPoint(
+        name=name[:200],
+        phone=ctx.message.sender,
+        language=language if language in LANGUAGES else "fr",
+        home_lat=location.lat if location else None,
+        home_lon=location.lon if location else None,
+        home_place_id=location.place_id if location else None,
+        zone_id=zone_id,
+        status=FocalPointStatus.PENDING,
+        last_seen_at=ctx.now,
+        created_at=ctx.now,
+    )
+    ctx.session.add(focal_point)
+    ctx.session.flush()
+    ctx.message.sender_kind = SenderKind.FOCAL_POINT
+    where = f"{village} (gazetteer)" if location else f"{village} (not in the gazetteer)"
+    log.info(
+        "registration request %s: focal point %s pending, village %s", ctx.message.id, focal_point.id, where
+    )
+    return ctx.reply(
+        "registration_pending",
+        focal_point.language,
+        f"registration pending: focal point {focal_point.id}",
+        focal_point_id=focal_point.id,
+        name=name.split()[0],
+        village=village,
+    )
 
 
 # --- responders -----------------------------------------------------------------------------------
@@ -619,7 +748,36 @@ def _responder_help(ctx: _Context, responder: Responder) -> Outcome:
     return ctx.reply("help_responder", responder.language, "help sent", responder_id=responder.id)
 
 
+def callback_category(learned: str, settings: PipelineSettings) -> tuple[str | None, str | None]:
+    """The category and severity a call-back's notes name, if they read as an alert."""
+    if not learned:
+        return None, None
+    parsed = parse_message(learned, keywords(settings.keywords_dirs))
+    if parsed.kind != Kind.ALERT or parsed.category is None or parsed.severity is None:
+        return None, None
+    return parsed.category.value, parsed.severity.value
+
+
+def _callback(ctx: _Context, responder: Responder) -> Outcome:
+    """`APPEL 123 <what was learned>`: the call-back's result, which can give the beep its real category."""
+    found = _incident_for_command(ctx, responder)
+    if isinstance(found, Outcome):
+        return found
+    learned = (ctx.parsed.argument or "").strip()
+    category, severity = callback_category(learned, ctx.settings)
+    incidents.record_callback(ctx.session, found, learned, category, severity, ctx.now, _actor(responder))
+    return ctx.reply(
+        "callback_recorded",
+        responder.language,
+        f"call-back recorded on {found.number}",
+        responder_id=responder.id,
+        incident=found,
+        number=found.number,
+    )
+
+
 RESPONDER_COMMANDS: dict[Command | None, Callable[[_Context, Responder], Outcome]] = {
+    Command.CALLBACK: _callback,
     Command.ACK: _ack,
     Command.RESOLVE: _closer(IncidentStatus.RESOLVED, "resolve_done"),
     Command.FALSE_ALARM: _closer(IncidentStatus.FALSE_ALARM, "false_alarm_done"),

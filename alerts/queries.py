@@ -20,7 +20,7 @@ from alerts.models import (
     Responder,
     Zone,
 )
-from alerts.states import InboundState, IncidentStatus, OutboundState
+from alerts.states import FocalPointStatus, InboundState, IncidentStatus, OutboundState
 
 PAGE_SIZE = 50
 
@@ -249,6 +249,8 @@ class NetworkHealth:
     failed: list[OutboundMessage]
     unverified: list[InboundMessage]
     unprocessed: list[InboundMessage]
+    unanswered_checks: list[FocalPoint] = field(default_factory=list)
+    pending_registrations: list[FocalPoint] = field(default_factory=list)
 
 
 def network_health(db: Session, now: datetime, silent_days: int, limit: int = 200) -> NetworkHealth:
@@ -278,4 +280,21 @@ def network_health(db: Session, now: datetime, silent_days: int, limit: int = 20
         .order_by(InboundMessage.id)
         .limit(limit)
     ).all()
-    return NetworkHealth(list(silent), list(failed), list(unverified), list(unprocessed))
+    unanswered = db.scalars(
+        select(FocalPoint)
+        .where(
+            FocalPoint.line_check_sent_at.is_not(None),
+            or_(FocalPoint.last_seen_at.is_(None), FocalPoint.last_seen_at < FocalPoint.line_check_sent_at),
+        )
+        .order_by(FocalPoint.line_check_sent_at)
+        .limit(limit)
+    ).all()
+    pending = db.scalars(
+        select(FocalPoint)
+        .where(FocalPoint.status == FocalPointStatus.PENDING)
+        .order_by(FocalPoint.id)
+        .limit(limit)
+    ).all()
+    return NetworkHealth(
+        list(silent), list(failed), list(unverified), list(unprocessed), list(unanswered), list(pending)
+    )

@@ -19,6 +19,7 @@ from alerts import incidents
 from alerts.models import (
     EscalationPolicy,
     EscalationStep,
+    FocalPoint,
     Incident,
     Report,
     Responder,
@@ -156,6 +157,18 @@ def page_text(session: Session, incident: Incident, language: str, key: str = "p
     )
     zone = session.get(Zone, incident.zone_id) if incident.zone_id else None
     place = incident.place_name or (zone.name if zone else "?")
+    if incident.category == "unknown" and key == "page":
+        # A beep: the responder needs the caller's number to call back, and where the caller lives.
+        caller = session.scalar(
+            select(FocalPoint)
+            .join(Report, Report.focal_point_id == FocalPoint.id)
+            .where(Report.incident_id == incident.id)
+            .order_by(Report.received_at)
+            .limit(1)
+        )
+        return render(
+            "page_beep", language, number=incident.number, place=place, phone=caller.phone if caller else "?"
+        )
     return render(
         key,
         language,

@@ -31,6 +31,7 @@ from alerts.pipeline import PipelineSettings
 from escalation.dispatcher import DispatchStats, dispatch
 from escalation.engine import DEFAULT_UPDATE_THROTTLE, sweep
 from escalation.gateways import Gateway, build_gateways
+from escalation.line_checks import send_line_checks
 
 log = logging.getLogger(__name__)
 WAKEUP_CHANNEL = "alerts_wakeup"
@@ -51,8 +52,10 @@ class Engine:
         clock: Callable[[], datetime] = utc_clock,
         worker: str | None = None,
         update_throttle: timedelta = DEFAULT_UPDATE_THROTTLE,
+        line_checks: tuple[bool, int, int] = (False, 14, 50),
     ) -> None:
         self.update_throttle = update_throttle
+        self.line_checks_enabled, self.line_check_days, self.line_check_daily_cap = line_checks
         self.database = database
         self.gateways = gateways
         self.settings = settings
@@ -69,6 +72,11 @@ class Engine:
             build_gateways(app.config),
             PipelineSettings.from_config(app.config),
             update_throttle=timedelta(minutes=app.config["UPDATE_THROTTLE_MINUTES"]),
+            line_checks=(
+                app.config["LINE_CHECKS_ENABLED"],
+                app.config["LINE_CHECK_DAYS"],
+                app.config["LINE_CHECK_DAILY_CAP"],
+            ),
         )
 
     def escalate(self) -> int:
@@ -91,6 +99,11 @@ class Engine:
 
         return retry_unprocessed(self.database, self.clock(), process, grace=timedelta(0))
 
+    def line_checks(self) -> int:
+        """TEST requests to focal points silent too long (when LINE_CHECKS_ENABLED)."""
+        with self.database.session() as session:
+            return send_line_checks(session, self.clock(), self.line_check_days, self.line_check_daily_cap)
+
     def pump(self) -> int:
         """Inbound messages through the pipeline, then escalation: the path of a new alert, in order."""
         processed = self.process_inbound()
@@ -111,6 +124,8 @@ class Engine:
             "pump": (self.pump, tick_seconds),
             "dispatch": (self.dispatch, tick_seconds),
         }
+        if self.line_checks_enabled:
+            jobs["line_checks"] = (self.line_checks, 600.0)
         for job_id, (function, seconds) in jobs.items():
             scheduler.add_job(
                 function,

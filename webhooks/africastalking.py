@@ -114,3 +114,30 @@ def delivery_report() -> Response:
     provider_id, status = require(form, "id", "status")
     apply_report(PROVIDER, message_id(provider_id), status, form.get("failureReason") or None, now)
     return ok()
+
+
+# Africa's Talking's voice XML: <Reject/> ends an incoming call without answering it (no cost to the caller).
+REJECT_CALL = '<?xml version="1.0" encoding="UTF-8"?><Response><Reject/></Response>'
+
+
+@bp.post("/voice")
+def inbound_call() -> Response:
+    """A missed-call alert ("beep"), keyed like the SMS callback; stored once per call session."""
+    now = utcnow()
+    check_caller()
+    form = read_form()
+    session_id, caller = require(form, "sessionId", "callerNumber")
+    if form.get("isActive", "1") == "0":
+        return ok()  # the end-of-call notification of a call we already stored
+    inbound = inbound_form(
+        provider=PROVIDER,
+        provider_message_id=message_id(session_id),
+        sender=sender_e164(caller, PROVIDER),
+        recipient=recipient_number(form.get("destinationNumber", "")),
+        text="",
+        received_at=now,
+        form=form,
+        channel="voice",
+    )
+    wake_engine_for(store_and_process(inbound, now))
+    return Response(REJECT_CALL, mimetype="application/xml")

@@ -137,6 +137,7 @@ def inbound_form(
     text: str,
     received_at: datetime,
     form: MultiDict[str, str],
+    channel: str = "sms",
 ) -> InboundForm:
     """The one inbound form both providers are normalised into; NUL characters, which PostgreSQL text
     cannot hold, are dropped (after the signature check, which covers them)."""
@@ -148,6 +149,7 @@ def inbound_form(
         text=text.replace("\x00", ""),
         received_at=received_at,
         raw={key: value.replace("\x00", "") for key, value in form.items()},
+        channel=channel,
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from flask import Response, current_app, request
 from twilio.request_validator import SIGNATURE_SETTINGS_HEADER, RequestValidator, get_signature_algorithm
 from twilio.twiml.messaging_response import MessagingResponse
+from twilio.twiml.voice_response import VoiceResponse
 from werkzeug.datastructures import MultiDict
 
 from alerts import outbox
@@ -110,3 +111,25 @@ def delivery_status() -> Response:
     sid, status = require(form, "MessageSid", "MessageStatus")
     apply_report(PROVIDER, message_id(sid), status, form.get("ErrorCode") or None, now)
     return Response(status=204)
+
+
+@bp.post("/voice")
+def inbound_call() -> Response:
+    """A missed-call alert ("beep"): refused unanswered, so it costs the caller nothing, and stored."""
+    now = utcnow()
+    form = signed_form()
+    sid, caller, recipient = require(form, "CallSid", "From", "To")
+    inbound = inbound_form(
+        provider=PROVIDER,
+        provider_message_id=message_id(sid),
+        sender=sender_e164(caller, PROVIDER),
+        recipient=recipient_number(recipient),
+        text="",
+        received_at=now,
+        form=form,
+        channel="voice",
+    )
+    wake_engine_for(store_and_process(inbound, now))
+    response = VoiceResponse()
+    response.reject()
+    return Response(str(response), mimetype="application/xml")

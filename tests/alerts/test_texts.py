@@ -14,6 +14,8 @@ FIELDS = {
     "reports": 12,
     "time": "23:59",
     "status": "false_alarm",
+    "phone": "+243815550101",
+    "village": "Kanyabayonga",
 }
 
 
