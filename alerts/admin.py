@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, selectinload
 from alerts import imports
 from alerts.auth import Viewer, check_csrf, create_user, current_viewer, login_required
 from alerts.models import SEVERITIES, EscalationPolicy, FocalPoint, Place, Responder, User, Zone
+from alerts.policies import PolicyError, parse_policy, steps_as_data
 from alerts.states import FocalPointStatus, UserRole
 from alerts.web import request_session
 
@@ -71,18 +72,7 @@ def _log(text: str) -> None:
     current_app.logger.info("admin %s %s", _viewer().username, text)
 
 
-# ---- Escalation policy steps: a pure check (alerts/ does not import escalation/) ----
-
-STEP_DEFAULTS: dict[str, int | None] = {
-    "after_minutes": 0,
-    "tier": None,
-    "repeat_every_minutes": 0,
-    "repeat_times": 0,
-    "quorum": 1,
-}
-# Upper bounds keep one typo from planning thousands of pages.
-STEP_LIMITS = {"after_minutes": 10080, "repeat_every_minutes": 10080, "repeat_times": 50, "quorum": 10}
-MAX_STEPS = 20
+# ---- Escalation policy steps: validated by alerts.policies, the same check the engine runs ----
 
 
 class InvalidPolicy(AdminError):
@@ -95,36 +85,10 @@ def check_policy_steps(text: str) -> list[dict[str, int]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidPolicy(f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
-    if not isinstance(data, list) or not data:
-        raise InvalidPolicy('the steps must be a JSON list of at least one step, like [{"tier": 1}]')
-    if len(data) > MAX_STEPS:
-        raise InvalidPolicy(f"at most {MAX_STEPS} steps")
-    return [_check_step(index, raw) for index, raw in enumerate(data, start=1)]
-
-
-def _check_step(index: int, raw: object) -> dict[str, int]:
-    if not isinstance(raw, dict):
-        raise InvalidPolicy(f'step {index}: must be an object like {{"after_minutes": 0, "tier": 1}}')
-    unknown = sorted(set(raw) - set(STEP_DEFAULTS))
-    if unknown:
-        raise InvalidPolicy(f"step {index}: unknown field(s) {', '.join(unknown)}")
-    if "tier" not in raw:
-        raise InvalidPolicy(f"step {index}: tier is missing")
-    step: dict[str, int] = {}
-    for name, default in STEP_DEFAULTS.items():
-        value = raw.get(name, default)
-        if type(value) is not int:  # bool is an int subclass: true/false are not numbers of minutes
-            raise InvalidPolicy(f"step {index}: {name} must be a whole number")
-        step[name] = value
-    if step["tier"] not in (1, 2, 3):
-        raise InvalidPolicy(f"step {index}: tier must be 1, 2 or 3")
-    for name, high in STEP_LIMITS.items():
-        low = 1 if name == "quorum" else 0
-        if not low <= step[name] <= high:
-            raise InvalidPolicy(f"step {index}: {name} must be between {low} and {high}")
-    if step["repeat_times"] and step["repeat_every_minutes"] <= 0:
-        raise InvalidPolicy(f"step {index}: repeats need repeat_every_minutes above 0")
-    return step
+    try:
+        return steps_as_data(parse_policy(data))
+    except PolicyError as exc:
+        raise InvalidPolicy(str(exc)) from None
 
 
 # ---- CSV in and out, one entry per kind of reference data ----

@@ -2,32 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from alerts.policies import PolicyError, PolicyStep, parse_policy
 
-class PolicyError(ValueError):
-    """A policy that cannot be run as written."""
-
-
-@dataclass(frozen=True)
-class PolicyStep:
-    after_minutes: int
-    tier: int
-    repeat_every_minutes: int = 0
-    repeat_times: int = 0
-    quorum: int = 1
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "after_minutes": self.after_minutes,
-            "tier": self.tier,
-            "repeat_every_minutes": self.repeat_every_minutes,
-            "repeat_times": self.repeat_times,
-            "quorum": self.quorum,
-        }
+__all__ = ["PlannedStep", "PolicyError", "PolicyStep", "deadline", "on_duty", "parse_policy", "plan"]
 
 
 @dataclass(frozen=True)
@@ -37,32 +18,6 @@ class PlannedStep:
     tier: int
     quorum: int
     due_at: datetime
-
-
-def parse_policy(steps: Iterable[Mapping[str, Any]]) -> tuple[PolicyStep, ...]:
-    """Validate a policy's steps as stored (JSON); raise PolicyError naming the bad step."""
-    parsed = []
-    for index, raw in enumerate(steps, start=1):
-        try:
-            step = PolicyStep(
-                after_minutes=int(raw.get("after_minutes", 0)),
-                tier=int(raw["tier"]),
-                repeat_every_minutes=int(raw.get("repeat_every_minutes", 0)),
-                repeat_times=int(raw.get("repeat_times", 0)),
-                quorum=int(raw.get("quorum", 1)),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PolicyError(f"step {index}: {exc!r}") from None
-        if step.tier not in (1, 2, 3):
-            raise PolicyError(f"step {index}: tier must be 1, 2 or 3")
-        if step.after_minutes < 0 or step.repeat_times < 0 or step.quorum < 1:
-            raise PolicyError(f"step {index}: negative delay or repeat, or quorum below 1")
-        if step.repeat_times and step.repeat_every_minutes <= 0:
-            raise PolicyError(f"step {index}: repeats need repeat_every_minutes above 0")
-        parsed.append(step)
-    if not parsed:
-        raise PolicyError("a policy needs at least one step")
-    return tuple(parsed)
 
 
 def plan(policy: Sequence[PolicyStep], start: datetime) -> list[PlannedStep]:
