@@ -123,10 +123,10 @@ def _export_focal_points(db: Session) -> Iterable[tuple[Any, ...]]:
 
 
 def _export_responders(db: Session) -> Iterable[tuple[Any, ...]]:
-    # import_responders needs at least one zone: zone-less (tier 3, every zone) ones are left out.
+    # A responder of tier 1 or 2 without zones could not be imported back: left out (the page counts them).
     statement = (
         select(Responder)
-        .where(Responder.zones.any())
+        .where(Responder.zones.any() | (Responder.tier == 3))
         .options(selectinload(Responder.zones))
         .order_by(Responder.name, Responder.id)
     )
@@ -304,7 +304,7 @@ def _responders_page(**context: Any) -> str:
         rows=rows,
         page=page,
         pages=pages,
-        not_exported=_count(db, Responder, ~Responder.zones.any()),
+        not_exported=_count(db, Responder, ~Responder.zones.any(), Responder.tier < 3),
         **context,
     )
 

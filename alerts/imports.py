@@ -247,7 +247,9 @@ def import_responders(session: Session, stream: TextIO, default_region: str = "C
         tier = _required(r, "tier")
         if tier not in ("1", "2", "3"):
             raise _RowError(f"tier {tier!r} must be 1, 2 or 3")
-        names = [n.strip() for n in _required(r, "zones").split("|") if n.strip()]
+        # Tier 3 coordinators cover every zone; the others need the zones they answer for.
+        raw_zones = r.get("zones", "") if tier == "3" else _required(r, "zones")
+        names = [n.strip() for n in raw_zones.split("|") if n.strip()]
         unknown = [n for n in names if n not in zones]
         if unknown:
             raise _RowError(f"zone(s) {', '.join(map(repr, unknown))} do not exist (import zones first)")

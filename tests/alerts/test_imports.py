@@ -182,3 +182,10 @@ def test_a_number_cannot_be_both_a_focal_point_and_a_responder(session):
     text = "name,phone,tier,zones,language\nX,0815550001,1,Masisi,fr\n"
     with pytest.raises(ImportFailed, match=r"line 2: phone .* is a focal point's"):
         import_responders(session, io.StringIO(text))
+
+
+def test_a_tier_3_coordinator_needs_no_zones(session):
+    import_zones(session, io.StringIO(ZONES))
+    text = "name,phone,tier,zones,language\nCoordinator,0825550003,3,,en\n"
+    assert import_responders(session, io.StringIO(text)).created == 1
+    assert session.scalar(select(Responder).where(Responder.tier == 3)).zones == []
