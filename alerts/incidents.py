@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -310,7 +310,7 @@ def updates_due(session: Session, now: datetime, throttle: timedelta) -> list[In
         session.scalars(
             select(Incident)
             .where(
-                Incident.update_pending.is_(True),
+                Incident.update_pending == true(),  # the form the partial index is defined with
                 Incident.status.in_((IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)),
                 (Incident.last_update_at.is_(None)) | (Incident.last_update_at <= now - throttle),
             )

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -265,8 +266,22 @@ class Incident(Base):
         CheckConstraint(_values_check("category", CATEGORIES), name="category"),
         CheckConstraint(_values_check("severity", SEVERITIES), name="severity"),
         CheckConstraint("confidence BETWEEN 0 AND 1", name="confidence"),
-        Index("ix_incidents_status_last_report_at", "status", "last_report_at"),
-        Index("ix_incidents_lat_lon", "lat", "lon"),
+        # Matching's bounded query: the time window first, then the bounding box, all inside one index
+        # (a separate lat/lon index tempts SQLite's planner into scanning a latitude band of all history).
+        Index("ix_incidents_status_last_report_at", "status", "last_report_at", "lat", "lon"),
+        # The engine's two per-wake queries read only the few rows they want, however long the history.
+        Index(
+            "ix_incidents_unplanned",
+            "id",
+            postgresql_where=text("policy_snapshot IS NULL"),
+            sqlite_where=text("policy_snapshot IS NULL"),
+        ),
+        Index(
+            "ix_incidents_update_pending",
+            "id",
+            postgresql_where=text("update_pending = true"),
+            sqlite_where=text("update_pending = 1"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -12,6 +12,10 @@ process_message, which is what is timed. Half of the new reports name the villag
 
 The live part of the history (the incidents of the last two days) and the new reports come from their own
 seeds, so they are the same whatever the history's size: only the past grows, which is what the issue asks.
+The databases of one kind are loaded first, then fed their reports in alternating batches, so that whatever
+else the machine does falls on every size alike. Last, one more report is processed with every SELECT it
+runs on a history table captured, EXPLAINed and timed alone: a query whose time grows with the history is
+named, with its plan, at the end. Exit status 1 when a ratio of medians reaches 2.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
 import os
 import platform
@@ -31,7 +36,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -106,7 +111,8 @@ INBOUND_COLUMNS = (
 INCIDENT_COLUMNS = (
     "id", "number", "category", "secondary_categories", "severity", "status", "count", "lat", "lon",
     "place_id", "place_name", "zone_id", "confidence", "first_report_at", "last_report_at", "acknowledged_at",
-    "acknowledged_by_id", "resolved_at", "merged_into_id", "escalation_generation", "created_at",
+    "acknowledged_by_id", "resolved_at", "merged_into_id", "policy_snapshot", "escalation_generation",
+    "created_at",
 )  # fmt: skip
 REPORT_COLUMNS = (
     "id", "inbound_message_id", "focal_point_id", "incident_id", "category", "secondary_categories",
@@ -429,6 +435,9 @@ class HistoryRows:
 
     def __init__(self, stamp: Stamp) -> None:
         self.stamp = stamp
+        # Every past incident was escalated: the engine snapshotted its severity's default policy.
+        policies = json.loads((demo.DATA / "default_policies.json").read_text(encoding="utf-8"))
+        self.snapshots = {k: json.dumps(v) for k, v in policies.items() if not k.startswith("_")}
         self.incident_id = self.report_id = 0
         self.tables: tuple[list[Row], ...] = ([], [], [], [])
 
@@ -466,6 +475,7 @@ class HistoryRows:
                 past.acknowledged_by_id,
                 stamp(past.resolved_at),
                 incident_id - 1 if past.merged and incident_id > 1 else None,
+                self.snapshots[template.severity],
                 0,
                 stamp(past.reports[0][1]),
             )
@@ -655,7 +665,7 @@ def arrivals(
         for v in network.villages
         if all(approx_km((v.lat, v.lon), (t.village.lat, t.village.lon)) > 25 for t in targets if t.village)
     ]
-    kinds = ["near", "elsewhere"] * (count // 2)
+    kinds = ["near", "elsewhere"] * (count // 2) + ["near"] * (count % 2)
     rng.shuffle(kinds)
     kinds.append("near")  # the last one, untimed, is the one whose queries are explained
     out = []
@@ -682,28 +692,31 @@ def arrivals(
     return out
 
 
-def measure(
-    database: Database, forms: Sequence[tuple[str, InboundForm]], warmup: int
-) -> tuple[list[float], Counter[tuple[str, str]]]:
-    """Store then process each message, each in its own session as a worker would; time process_message."""
+def process(
+    database: Database,
+    forms: Sequence[tuple[str, InboundForm]],
+    result: RunResult | None = None,
+) -> None:
+    """Store then process each message, each in its own session as a worker would; time process_message.
+
+    Timings and decisions go to `result`; without one the messages only warm up.
+    """
     settings = PipelineSettings()
     pipeline.keywords(settings.keywords_dirs)
     with database.session() as session:
+        # The pipeline caches one gazetteer per process: rebuild it for this database outside the timing.
         pipeline.gazetteer(session)
         session.rollback()
-    timings: list[float] = []
-    decisions: Counter[tuple[str, str]] = Counter()
-    for i, (kind, form) in enumerate(forms):
+    for kind, form in forms:
         with database.session() as session:
             message_id, created = store_inbound(session, form)
             assert created
             started = time.perf_counter()
             outcome = process_message(session, message_id, now=form.received_at, settings=settings)
             elapsed_ms = (time.perf_counter() - started) * 1000
-        if i >= warmup:
-            timings.append(elapsed_ms)
-            decisions[(kind, outcome.decision.split()[0].rstrip(":"))] += 1
-    return timings, decisions
+        if result is not None:
+            result.timings_ms.append(elapsed_ms)
+            result.decisions[(kind, outcome.decision.split()[0].rstrip(":"))] += 1
 
 
 def _touches_history(statement: str) -> bool:
@@ -818,61 +831,103 @@ def throwaway_database(kind: str, history: int, admin_url: str, keep: bool) -> I
         admin.dispose()
 
 
-def run(kind: str, history: int, args: argparse.Namespace, templates: Sequence[Template]) -> RunResult:
+@dataclass
+class Prepared:
+    """A loaded database of one history size and the new reports it will receive."""
+
+    database: Database
+    forms: list[tuple[str, InboundForm]]
+    result: RunResult
+
+
+def prepare(
+    kind: str, history: int, args: argparse.Namespace, templates: Sequence[Template], stack: ExitStack
+) -> Prepared:
+    """A throwaway database, migrated, seeded and loaded with `history` past incidents."""
     print(f"\n## {kind}, history {history:,}", flush=True)
-    with throwaway_database(kind, history, args.pg_admin_url, args.keep) as url:
-        migrate.upgrade(url)
-        database = Database(url)
-        try:
-            started = time.perf_counter()
-            network = seed_network(database, args.seed, args.villages, args.focal_points)
-            print(
-                f"  network: {len(network.villages):,} places, {len(network.senders)} focal points, "
-                f"{len(network.responder_ids)} responders, seeded in {time.perf_counter() - started:.1f} s",
-                flush=True,
-            )
-            live = live_incidents(network, templates, min(LIVE_INCIDENTS, history // 2), args.seed)
-            started = time.perf_counter()
-            if kind == "postgresql":
-                chunks = history_chunks(network, templates, live, history, args.seed, lambda at: at)
-                load_postgresql(database, chunks, history)
-            else:
-                database.engine.dispose()  # the load's connection must be the only one
-                path = Path(make_url(url).database or "")
-                chunks = history_chunks(network, templates, live, history, args.seed, _sqlite_stamp())
-                load_sqlite(path, chunks, history)
-            load_seconds = time.perf_counter() - started
-            with database.session() as session:
-                counts = {
-                    table: session.scalar(text(f"SELECT count(*) FROM {table}"))  # noqa: S608 - our own table names
-                    for table, _ in ROWS
-                }
-            print(
-                f"  history loaded in {load_seconds:.1f} s (generation, insert, analyze): "
-                + ", ".join(f"{table} {n:,}" for table, n in counts.items()),
-                flush=True,
-            )
-            forms = arrivals(network, templates, live, args.warmup + args.reports, args.seed)
-            timings, decisions = measure(database, forms[:-1], args.warmup)
-            probes, problems = explain_pipeline(database, forms[-1][1])
-        finally:
-            database.dispose()
-    result = RunResult(kind, history, load_seconds, timings, decisions, probes, problems)
+    url = stack.enter_context(throwaway_database(kind, history, args.pg_admin_url, args.keep))
+    migrate.upgrade(url)
+    database = Database(url)
+    stack.callback(database.dispose)
+    if args.after_migrate_sql:
+        # To try a schema change (an index) on the throwaway database before writing its migration.
+        with database.engine.begin() as connection:
+            for statement in filter(None, (s.strip() for s in args.after_migrate_sql.split(";"))):
+                print(f"  after migrating: {statement}")
+                connection.exec_driver_sql(statement)
+    started = time.perf_counter()
+    network = seed_network(database, args.seed, args.villages, args.focal_points)
     print(
-        f"  process_message over {len(timings)} reports: median {result.median:.2f} ms, "
-        f"p95 {result.p95:.2f} ms, mean {result.mean:.2f} ms"
+        f"  network: {len(network.villages):,} places, {len(network.senders)} focal points, "
+        f"{len(network.responder_ids)} responders, seeded in {time.perf_counter() - started:.1f} s",
+        flush=True,
     )
-    print("  decisions: " + ", ".join(f"{k} {d} {n}" for (k, d), n in sorted(decisions.items())))
-    print("  the history queries of one more report near an open incident, each run alone (median):")
-    for probe in probes:
-        print(f"    {probe.median_ms:7.3f} ms  {probe.label}")
-    for probe in probes:
-        if args.explain_all or probe.is_candidates:
-            print("  " + " ".join(probe.statement.split()))
-            print("    " + probe.plan.replace("\n", "\n    "))
-    for problem in problems:
-        print(f"  PROBLEM: {problem}")
-    return result
+    live = live_incidents(network, templates, min(LIVE_INCIDENTS, history // 2), args.seed)
+    started = time.perf_counter()
+    if kind == "postgresql":
+        load_postgresql(
+            database, history_chunks(network, templates, live, history, args.seed, lambda at: at), history
+        )
+    else:
+        database.engine.dispose()  # the load's connection must be the only one
+        path = Path(make_url(url).database or "")
+        load_sqlite(
+            path, history_chunks(network, templates, live, history, args.seed, _sqlite_stamp()), history
+        )
+    load_seconds = time.perf_counter() - started
+    with database.session() as session:
+        counts = {
+            table: session.scalar(text(f"SELECT count(*) FROM {table}"))  # noqa: S608 - our own table names
+            for table, _ in ROWS
+        }
+    print(
+        f"  history loaded in {load_seconds:.1f} s (generation, insert, analyze): "
+        + ", ".join(f"{table} {n:,}" for table, n in counts.items()),
+        flush=True,
+    )
+    forms = arrivals(network, templates, live, args.warmup + args.reports, args.seed)
+    return Prepared(database, forms, RunResult(kind, history, load_seconds, [], Counter()))
+
+
+def run_kind(
+    kind: str, sizes: Sequence[int], args: argparse.Namespace, templates: Sequence[Template]
+) -> list[RunResult]:
+    """Load one database per history size, then feed them the same reports in alternating batches.
+
+    Alternating (small, large, then large, small, ...) spreads whatever else the machine is doing over
+    every size alike, so that the ratio compares histories, not moments.
+    """
+    with ExitStack() as stack:
+        prepared = [prepare(kind, size, args, templates, stack) for size in sizes]
+        os.sync()  # the loads' dirty pages are written now, not during the measurement
+        for p in prepared:
+            process(p.database, p.forms[: args.warmup])
+        timed = len(prepared[0].forms) - args.warmup - 1
+        batches = max(1, min(args.batches, timed))
+        for batch in range(batches):
+            start = args.warmup + timed * batch // batches
+            end = args.warmup + timed * (batch + 1) // batches
+            for p in prepared if batch % 2 == 0 else prepared[::-1]:
+                process(p.database, p.forms[start:end], p.result)
+        for p in prepared:
+            p.result.probes, p.result.problems = explain_pipeline(p.database, p.forms[-1][1])
+    for result in (p.result for p in prepared):
+        print(f"\n## {kind}, history {result.history:,}: results")
+        print(
+            f"  process_message over {len(result.timings_ms)} reports: median {result.median:.2f} ms, "
+            f"p95 {result.p95:.2f} ms, mean {result.mean:.2f} ms"
+        )
+        print("  decisions: " + ", ".join(f"{k} {d} {n}" for (k, d), n in sorted(result.decisions.items())))
+        print("  the history queries of one more report near an open incident, each run alone (median):")
+        for probe in result.probes:
+            print(f"    {probe.median_ms:7.3f} ms  {probe.label}")
+        for probe in result.probes:
+            if args.explain_all or probe.is_candidates:
+                print("  " + " ".join(probe.statement.split()))
+                print("    " + probe.plan.replace("\n", "\n    "))
+        for problem in result.problems:
+            print(f"  PROBLEM: {problem}")
+    return [p.result for p in prepared]
 
 
 def machine() -> list[str]:
@@ -941,11 +996,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--history", default="1000,1000000", help="past incident counts, comma-separated")
     parser.add_argument("--reports", type=int, default=300, help="new reports timed per run")
     parser.add_argument("--warmup", type=int, default=20, help="new reports processed first, not timed")
+    parser.add_argument("--batches", type=int, default=10, help="alternations between the history sizes")
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--villages", type=int, default=3000, help="places in the gazetteer")
     parser.add_argument("--focal-points", type=int, default=300)
     parser.add_argument("--pg-admin-url", default=os.environ.get("BENCH_PG_ADMIN_URL", DEFAULT_ADMIN_URL))
     parser.add_argument("--keep", action="store_true", help="keep the databases (to EXPLAIN by hand)")
+    parser.add_argument(
+        "--after-migrate-sql",
+        default="",
+        help="statements (separated by ';') run after migrating, to try an index before its migration",
+    )
     parser.add_argument("--explain-all", action="store_true", help="print the plan of every history query")
     args = parser.parse_args(argv)
     sizes = sorted(int(size.replace("_", "")) for size in args.history.split(","))
@@ -962,7 +1023,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"now {NOW.isoformat()}, seed {args.seed}, {args.reports} timed after {args.warmup} untimed reports"
     )
     templates = parsed_templates()
-    results = [run(kind, size, args, templates) for kind in kinds for size in sizes]
+    results = [result for kind in kinds for result in run_kind(kind, sizes, args, templates)]
 
     print("\n" + table(results))
     print("\n" + query_table(results))
@@ -976,6 +1037,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"\n{kind}: median with {runs[-1].history:,} / with {runs[0].history:,} past incidents = "
                 f"{ratio:.2f} (target < {TARGET_RATIO:g})"
             )
+    for kind in kinds:
+        runs = sorted((r for r in results if r.db == kind), key=lambda r: r.history)
+        for probe in runs[-1].probes if len(runs) > 1 else ():
+            base = next((p for p in runs[0].probes if p.label == probe.label), None)
+            if base is not None and probe.median_ms > max(2 * base.median_ms, base.median_ms + 0.5):
+                print(
+                    f"\n{kind}: GROWS WITH THE HISTORY: {probe.label}: {base.median_ms:.3f} ms with "
+                    f"{runs[0].history:,}, {probe.median_ms:.3f} ms with {runs[-1].history:,}; plan:\n    "
+                    + probe.plan.replace("\n", "\n    ")
+                )
     if any(r.problems for r in results):
         print("\nplans to look at: see PROBLEM lines above")
     return 1 if failed else 0
