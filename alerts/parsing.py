@@ -6,7 +6,7 @@ import json
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
@@ -769,21 +769,7 @@ def parse_message(text: str, keywords: Keywords) -> ParsedMessage:
     command = _parse_command(text, spans)
     if command is not None:
         name, ref, argument = command
-        return ParsedMessage(
-            kind=Kind.COMMAND,
-            language=language,
-            category=None,
-            secondary_categories=(),
-            severity=None,
-            urgent=False,
-            count=None,
-            place_words=(),
-            coordinates=None,
-            time_hint=None,
-            command=name,
-            ref=ref,
-            argument=argument,
-        )
+        return replace(_unknown(language), kind=Kind.COMMAND, command=name, ref=ref, argument=argument)
 
     hits = _categories(spans, keywords)
     noise = sum(1 for s in spans if s.has(Role.NOISE))

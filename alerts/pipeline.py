@@ -455,27 +455,20 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
             located_by=location.located_by.value,
             confidence=report.confidence,
         )
-        if ctx.beep:
-            _request_callback(ctx, incident, focal_point)
-        return ctx.reply(
-            "receipt",
-            focal_point.language,
-            f"opened incident {incident.number}",
-            focal_point_id=focal_point.id,
-            incident=incident,
-            number=incident.number,
-        )
-
-    incident = session.get(Incident, match.incident_id, with_for_update=True)
-    assert incident is not None
-    report = _make_report(ctx, focal_point, incident, location, is_repeat=match.repeat)
-    _merge_into(ctx, incident, report, match, focal_point)
+        receipt, decision = "receipt", f"opened incident {incident.number}"
+    else:
+        found = session.get(Incident, match.incident_id, with_for_update=True)
+        assert found is not None
+        incident = found
+        report = _make_report(ctx, focal_point, incident, location, is_repeat=match.repeat)
+        _merge_into(ctx, incident, report, match, focal_point)
+        receipt, decision = "receipt_corroboration", f"{match.reason} into {incident.number}"
     if ctx.beep:
         _request_callback(ctx, incident, focal_point)
     return ctx.reply(
-        "receipt_corroboration",
+        receipt,
         focal_point.language,
-        f"{match.reason} into {incident.number}",
+        decision,
         focal_point_id=focal_point.id,
         incident=incident,
         number=incident.number,
