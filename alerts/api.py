@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -34,22 +33,13 @@ MAX_NUMBER = 2**31 - 1  # the largest incident number the integer column holds
 MAX_RESPONSE_DAYS = 366
 MAX_QUERY_LENGTH = 80
 STATUSES = tuple(s.value for s in IncidentStatus)
-# Settings of the CAP feed, from the environment like every setting (alerts/config.py has the others).
-CAP_SETTINGS: Mapping[str, str] = {
-    "CAP_SENDER": "",  # default: the host of PUBLIC_URL, else the host the request came to
-    "CAP_SCOPE": "Restricted",  # or Public; protection data stays Restricted unless an operator decides
-    "CAP_RESTRICTION": cap.DEFAULT_RESTRICTION,
-    "CAP_SENDER_NAME": cap.DEFAULT_SENDER_NAME,
-}
 
 
 @bp.record_once
-def _load_cap_settings(state: BlueprintSetupState) -> None:
-    """Fill the CAP settings the factory's config left out, and refuse a bad scope at start-up."""
+def _check_cap_settings(state: BlueprintSetupState) -> None:
+    """Refuse a CAP scope or sender the feed cannot honour, at start-up rather than at the first request."""
     config = state.app.config
-    for name, default in CAP_SETTINGS.items():
-        if not config.get(name):
-            config[name] = os.environ.get(name) or default
+    config["CAP_SCOPE"] = config["CAP_SCOPE"].strip().capitalize()
     cap.CapSettings(sender=config["CAP_SENDER"] or "check", scope=config["CAP_SCOPE"])
 
 
@@ -137,7 +127,7 @@ def _int(args: Mapping[str, str], name: str, default: int, low: int, high: int) 
     raw = args.get(name, "")
     if raw == "":
         return default
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= len(str(high))) or not low <= int(raw) <= high:
         raise BadRequest(f"{name}: a whole number from {low} to {high}")
     return int(raw)
 

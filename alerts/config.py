@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from alerts.cap import DEFAULT_RESTRICTION, DEFAULT_SENDER_NAME
+
 # name -> (default, parser). Every setting can be overridden by the environment variable of the same name.
 _BOOL_TRUE = {"1", "true", "yes", "on"}
 
@@ -65,6 +67,11 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     # Map tiles are optional: with no URL the map draws zones and incidents on a plain background.
     "MAP_TILES_URL": ("", str),  # e.g. https://tile.openstreetmap.org/{z}/{x}/{y}.png or a local tile server
     "MAP_TILES_ATTRIBUTION": ("", str),
+    # The CAP 1.2 feed: who sends it (default: PUBLIC_URL's host) and to whom (Restricted unless decided).
+    "CAP_SENDER": ("", str),
+    "CAP_SCOPE": ("Restricted", str),
+    "CAP_RESTRICTION": (DEFAULT_RESTRICTION, str),
+    "CAP_SENDER_NAME": (DEFAULT_SENDER_NAME, str),
 }
 
 

@@ -46,12 +46,12 @@ class LogFilters:
         zone = args.get("zone", "")
         return cls(
             status=args.get("status", ""),
-            zone_id=int(zone) if zone.isdigit() else None,
+            zone_id=int(zone) if _small_number(zone) else None,
             category=args.get("category", ""),
             severity=args.get("severity", ""),
             since=day("since"),
             until=day("until"),
-            q=args.get("q", "").strip()[:80],
+            q=args.get("q", "").replace("\x00", "").strip()[:80],
         )
 
     def as_args(self) -> dict[str, str]:
@@ -65,6 +65,11 @@ class LogFilters:
             "q": self.q,
         }
         return {k: v for k, v in values.items() if v}
+
+
+def _small_number(text: str) -> bool:
+    """Plain ASCII digits that fit the integer columns ('²' is a digit to Python, not to int())."""
+    return text.isascii() and text.isdigit() and len(text) <= 9
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,7 @@ def _filtered(statement: Select[Any], filters: LogFilters) -> Select[Any]:
     if filters.q:
         term = filters.q.lstrip("#")
         conditions = [Incident.place_name.ilike(f"%{term}%")]
-        if term.isdigit():
+        if _small_number(term):
             conditions.append(Incident.number == int(term))
         statement = statement.where(or_(*conditions))
     return statement

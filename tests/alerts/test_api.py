@@ -247,6 +247,7 @@ def test_paging_says_where_it_is(client, api_net):
         "per_page=0",
         "page=0",
         "page=x",
+        "page=" + "9" * 5000,
         "status=closed",
         "category=weather",
         "severity=extreme",

@@ -243,3 +243,10 @@ def test_users_create_command_prints_the_password_once(app, session, net):
     assert "coordinator login: alice / " in result.output
     again = app.test_cli_runner().invoke(args=["users", "create", "alice", "--role", "coordinator"])
     assert "exists already" in again.output
+
+
+@pytest.mark.parametrize("query", ["q=%C2%B2", "zone=%C2%B2", "q=" + "9" * 20, "q=a%00b", "zone=" + "9" * 30])
+def test_odd_search_input_is_not_an_error(client, net, query):
+    login(client, "coord")
+    assert client.get(f"/?{query}").status_code == 200
+    assert client.get(f"/log/updates?cursor=0&{query}").status_code == 200
