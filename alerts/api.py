@@ -473,6 +473,20 @@ def not_found(unknown: str) -> Response:
     raise NotFound("no such API route; see /api/openapi.json")
 
 
+@bp.record_once
+def _json_404_for_any_api_path(state: BlueprintSetupState) -> None:
+    """Paths no rule can match (a newline escapes even <path:>) still get the API's JSON answer."""
+
+    def handle(error: NotFound) -> Response | NotFound:
+        if not request.path.startswith(bp.url_prefix or "/api"):
+            return error
+        if request.url_rule is None:
+            return _json_error(NotFound("no such API route; see /api/openapi.json"))
+        return _json_error(error)
+
+    state.app.register_error_handler(NotFound, handle)
+
+
 # --- OpenAPI ------------------------------------------------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from flask import Response, current_app, request
@@ -71,16 +71,23 @@ def check_caller() -> None:
         raise WebhookRejected(403, "invalid key")
 
 
+# A provider holds an undelivered SMS for a few days at most; an older `date` is a wrong clock, not a delay.
+MAX_DELIVERY_DELAY = timedelta(days=3)
+
+
 def received_at(date: str, now: datetime) -> datetime:
-    """When the provider received the message: its `date` when parseable (UTC unless it says otherwise),
-    never later than now; else now."""
+    """When the provider received the message: its `date` when parseable (UTC unless it says otherwise)
+    and plausible (not in the future, not older than a delivery delay); else now."""
     try:
         parsed = datetime.fromisoformat(date.strip())
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         return now
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return min(parsed.astimezone(UTC), now)
+    if parsed > now or parsed < now - MAX_DELIVERY_DELAY:
+        return now
+    return parsed
 
 
 def ok() -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 import pytest
@@ -13,6 +14,9 @@ TWILIO_TOKEN = "test-twilio-auth-token"
 AT_KEY = "test-at-webhook-key"
 FOCAL_POINT_PHONE = "+243815550001"
 OUR_NUMBER = "+243990000001"
+# When Africa's Talking received the message: a little before the webhook (the edge's clock is real).
+PROVIDER_TIME = (datetime.now(UTC) - timedelta(minutes=3)).replace(microsecond=0)
+PROVIDER_DATE = PROVIDER_TIME.strftime("%Y-%m-%d %H:%M:%S")
 
 
 @pytest.fixture
@@ -57,7 +61,7 @@ def at_sms_form(message_id: str = "ATXid_1", sender: str = FOCAL_POINT_PHONE, te
         "from": sender,
         "to": "12345",
         "text": text,
-        "date": "2026-11-23 08:00:00",
+        "date": PROVIDER_DATE,
         "id": message_id,
         "linkId": "link-1",
         "networkCode": "63001",

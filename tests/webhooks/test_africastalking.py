@@ -11,7 +11,14 @@ from sqlalchemy import select
 from alerts import pipeline
 from alerts.models import InboundMessage, OutboundMessage
 from alerts.states import InboundState, OutboundState
-from tests.webhooks.conftest import AT_KEY, FOCAL_POINT_PHONE, at_sms_form, post_at, process_stored
+from tests.webhooks.conftest import (
+    AT_KEY,
+    FOCAL_POINT_PHONE,
+    PROVIDER_TIME,
+    at_sms_form,
+    post_at,
+    process_stored,
+)
 from webhooks.africastalking import address_allowed, received_at
 
 SMS = "/webhooks/africastalking/sms"
@@ -39,7 +46,7 @@ def test_a_keyed_sms_is_stored_with_the_providers_time_and_answered_at_once(app,
     [message] = inbound_messages(session)
     assert (message.provider, message.provider_message_id) == ("africastalking", "ATXid_1")
     assert (message.sender, message.recipient, message.text) == ("+243815550009", "12345", "bonjour")
-    assert message.received_at == datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    assert message.received_at == PROVIDER_TIME
     assert message.raw == form
     assert message.state == InboundState.UNVERIFIED
 
@@ -153,6 +160,10 @@ def test_address_allowlist(address, entries, allowed):
         ("2026-11-23T08:00:00.250Z", datetime(2026, 11, 23, 8, 0, 0, 250000, tzinfo=UTC)),
         ("2026-11-23T10:00:00+03:00", datetime(2026, 11, 23, 7, 0, tzinfo=UTC)),
         ("2026-11-23 12:00:00", NOW),  # later than now: a clock or zone mix-up, so now
+        ("2026-11-19 09:00:00", NOW),  # four days old: a wrong clock, not a delivery delay
+        ("1970-01-01T00:00:00Z", NOW),
+        ("0001-01-01T00:00:00+01:00", NOW),  # out of range once in UTC
+        ("9999-12-31T23:59:59-01:00", NOW),
         ("yesterday", NOW),
         ("", NOW),
     ],
