@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from alerts import incidents
 from alerts.models import Incident, OutboundMessage
 from alerts.states import OutboundState
-from escalation.gateways import Gateway, RetryableSendError, SendError, send_with_failover
+from escalation.gateways import Gateway, RetryableSendError, SendError, SendResult, send_with_failover
 
 log = logging.getLogger(__name__)
 BACKOFF_SECONDS = (15, 30, 60, 120, 300, 600, 1800)
 MAX_ATTEMPTS = len(BACKOFF_SECONDS) + 1
 SEND_LEASE = timedelta(minutes=2)
+SEND_CONCURRENCY = 4
 
 
 @dataclass
@@ -60,7 +62,12 @@ def claim(session: Session, now: datetime, limit: int) -> list[tuple[int, str, s
     rows = session.scalars(
         select(OutboundMessage)
         .where(OutboundMessage.state == OutboundState.QUEUED, OutboundMessage.next_attempt_at <= now)
-        .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
+        # Pages first: a burst of receipts must not hold up the responders' SMS.
+        .order_by(
+            case((OutboundMessage.purpose == "page", 0), else_=1),
+            OutboundMessage.next_attempt_at,
+            OutboundMessage.id,
+        )
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
@@ -140,12 +147,19 @@ def dispatch(
     with session_factory() as session:
         stats.recovered = recover_expired_leases(session, clock())
         claimed = claim(session, clock(), limit)
-    for message_id, recipient, body in claimed:
+
+    def send(item: tuple[int, str, str]) -> tuple[SendResult | None, list[SendError]]:
+        message_id, recipient, body = item
         try:
-            result, errors = send_with_failover(gateways, recipient, body, reference=str(message_id))
+            return send_with_failover(gateways, recipient, body, reference=str(message_id))
         except Exception as exc:  # a gateway bug must not strand the message in `sending`
             log.exception("outbox %s: gateway raised unexpectedly", message_id)
-            result, errors = None, [RetryableSendError("dispatcher", type(exc).__name__)]
+            return None, [RetryableSendError("dispatcher", type(exc).__name__)]
+
+    # Provider calls take 100s of ms each: a few at a time, so a burst of pages is not sent one by one.
+    with ThreadPoolExecutor(max_workers=SEND_CONCURRENCY) as pool:
+        outcomes = list(pool.map(send, claimed)) if len(claimed) > 1 else [send(c) for c in claimed]
+    for (message_id, _, _), (result, errors) in zip(claimed, outcomes, strict=True):
         for error in errors:
             stats.errors.append(f"{message_id}: {error.provider}: {error.reason}")
             log.warning(

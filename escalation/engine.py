@@ -181,14 +181,21 @@ def page_text(session: Session, incident: Incident, language: str, key: str = "p
     )
 
 
-def _run_step(session: Session, step: EscalationStep, now: datetime) -> StepResult:
-    incident = session.get(Incident, step.incident_id, with_for_update=True)
-    assert incident is not None
+def _run_step(session: Session, step: EscalationStep, now: datetime) -> StepResult | None:
+    # Another worker busy with a sibling step of this incident keeps its row: come back to this one later
+    # rather than wait for that worker's whole batch (PostgreSQL; SQLite has one writer at a time anyway).
+    incident = session.scalar(
+        select(Incident).where(Incident.id == step.incident_id).with_for_update(skip_locked=True)
+    )
+    if incident is None:
+        step.state, step.claimed_by, step.claimed_at = StepState.PENDING, None, None
+        return None
     if step.generation != incident.escalation_generation:
         return _finish(step, StepState.CANCELLED, "stale: the incident was upgraded", now)
     if incident.status in incidents.CLOSED:
         return _finish(step, StepState.CANCELLED, f"incident {incident.status}", now)
-    acks = len(incidents.acknowledged_by(session, incident))
+    already_acked = incidents.acknowledged_by(session, incident)
+    acks = len(already_acked)
     if incident.status == IncidentStatus.ACKNOWLEDGED and acks >= step.quorum:
         return _finish(step, StepState.CANCELLED, f"acknowledged ({acks} of {step.quorum})", now)
 
@@ -205,15 +212,17 @@ def _run_step(session: Session, step: EscalationStep, now: datetime) -> StepResu
         incidents.record(session, incident, "escalation_failed", "nobody on duty in any tier", now)
         return _finish(step, StepState.DONE, "nobody on duty", now)
 
-    already_acked = incidents.acknowledged_by(session, incident)
     paged = []
+    texts: dict[str, str] = {}  # one page text per language, not per responder
     for responder in responders:
         if responder.id in already_acked:
             continue
+        if responder.language not in texts:
+            texts[responder.language] = page_text(session, incident, responder.language)
         queued = enqueue(
             session,
             recipient=responder.phone,
-            body=page_text(session, incident, responder.language),
+            body=texts[responder.language],
             purpose="page",
             idempotency_key=f"page:{step.id}:{responder.id}",
             now=now,
@@ -265,7 +274,9 @@ def run_due_steps(session: Session, now: datetime, worker: str, limit: int = 50)
         if claimed != 1:
             continue
         session.refresh(step)
-        results.append(_run_step(session, step, now))
+        result = _run_step(session, step, now)
+        if result is not None:
+            results.append(result)
     session.commit()
     return results
 

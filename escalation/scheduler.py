@@ -35,6 +35,7 @@ from escalation.line_checks import send_line_checks
 
 log = logging.getLogger(__name__)
 WAKEUP_CHANNEL = "alerts_wakeup"
+MAX_PUMP_PASSES = 20
 
 
 def utc_clock() -> datetime:
@@ -64,6 +65,7 @@ class Engine:
         self.scheduler: BaseScheduler | None = None
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._woken = threading.Event()
 
     @classmethod
     def from_app(cls, app: Flask) -> Engine:
@@ -105,10 +107,19 @@ class Engine:
             return send_line_checks(session, self.clock(), self.line_check_days, self.line_check_daily_cap)
 
     def pump(self) -> int:
-        """Inbound messages through the pipeline, then escalation: the path of a new alert, in order."""
-        processed = self.process_inbound()
-        steps = self.escalate()
-        return processed + steps
+        """Inbound messages through the pipeline, then escalation: the path of a new alert, in order.
+
+        A wake-up that arrives while a pass runs would be dropped by the scheduler (one instance at a time),
+        so the pass repeats while there was work or a wake-up, up to a bound that keeps the job fair.
+        """
+        done = 0
+        for _ in range(MAX_PUMP_PASSES):
+            self._woken.clear()
+            work = self.process_inbound() + self.escalate()
+            done += work
+            if not work and not self._woken.is_set():
+                break
+        return done
 
     def run_once(self) -> tuple[int, DispatchStats]:
         """One tick of every job, in order (tests and benchmarks drive this directly)."""
@@ -142,6 +153,7 @@ class Engine:
 
     def wake(self) -> None:
         """Run the jobs now instead of at the next tick."""
+        self._woken.set()
         scheduler = self.scheduler
         if scheduler is None or not scheduler.running:
             return
@@ -173,10 +185,10 @@ class Engine:
             try:
                 with psycopg.connect(url, autocommit=True) as connection:
                     connection.execute(f"LISTEN {WAKEUP_CHANNEL}")
-                    for _ in connection.notifies(timeout=5.0, stop_after=None):
-                        self.wake()
-                        if self._stopping.is_set():
-                            return
+                    # One connection for good: a NOTIFY sent while reconnecting would be lost.
+                    while not self._stopping.is_set():
+                        for _ in connection.notifies(timeout=5.0):
+                            self.wake()
             except psycopg.Error:
                 log.exception("wake-up listener lost its connection; reconnecting")
                 self._stopping.wait(2.0)
