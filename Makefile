@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format venv bench clean
+.PHONY: run test lint format venv bench clean soak soak-bounded
 
 venv: $(VENV)/.installed
 
@@ -27,6 +27,13 @@ lint: venv
 test: lint
 	$(BIN)/python -m pytest -q
 	$(BIN)/python bench/score_corpus.py
+
+# The long runs of issue 9 (load, kill -9, a 30 s database outage, the RapidSMS peer): see README "Soak".
+soak: venv
+	$(BIN)/python bench/soak.py all $(SOAK_ARGS)
+
+soak-bounded: venv
+	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} $(BIN)/python -m pytest -q -m soak tests/soak
 
 format: venv
 	$(BIN)/ruff format .
