@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerts import incidents
-from alerts.models import Incident, OutboundMessage
+from alerts.models import OutboundMessage
 from alerts.phones import mask_phone
 from alerts.states import OutboundState
 
@@ -128,17 +128,5 @@ def apply_delivery_report(
 
 
 def _page_not_delivered(session: Session, message: OutboundMessage, status: str, now: datetime) -> None:
-    """A page that never arrived counts as no answer: say so on the timeline, hasten the next step."""
-    incident = session.get(Incident, message.incident_id)
-    if incident is None:
-        return
-    incidents.record(
-        session,
-        incident,
-        "not_delivered",
-        f"{message.purpose} to {mask_phone(message.recipient)}: {status[:40]}",
-        now,
-        outbound=message.id,
-    )
-    if message.purpose == "page":
-        incidents.pull_next_step_forward(session, incident, now, "a page was not delivered")
+    detail = f"{message.purpose} to {mask_phone(message.recipient)}: {status[:40]}"
+    incidents.message_lost(session, message, "not_delivered", detail, "a page was not delivered", now)

@@ -357,3 +357,15 @@ def record_callback(
         return
     if incident.category == "unknown" or SEVERITY_RANK[severity] > SEVERITY_RANK[incident.severity]:
         categorise(session, incident, category, severity, now, f"the call-back by {actor}")
+
+
+def message_lost(
+    session: Session, message: OutboundMessage, kind: str, detail: str, reason: str, now: datetime
+) -> None:
+    """An SMS about an incident that will not arrive goes on its timeline; a lost page counts as no answer."""
+    incident = session.get(Incident, message.incident_id) if message.incident_id else None
+    if incident is None:
+        return
+    record(session, incident, kind, detail, now, outbound=message.id)
+    if message.purpose == "page":
+        pull_next_step_forward(session, incident, now, reason)

@@ -18,7 +18,7 @@ from sqlalchemy import case, select, update
 from sqlalchemy.orm import Session
 
 from alerts import incidents
-from alerts.models import Incident, OutboundMessage
+from alerts.models import OutboundMessage
 from alerts.states import OutboundState
 from escalation.gateways import Gateway, RetryableSendError, SendError, SendResult, send_with_failover
 
@@ -117,19 +117,9 @@ def _record(
         message.state = OutboundState.FAILED
         message.next_attempt_at = None
         stats.failed += 1
-        incident = session.get(Incident, message.incident_id) if message.incident_id else None
-        if incident is not None:
-            why = "permanent error" if permanent else f"gave up after {message.attempts} attempts"
-            incidents.record(
-                session,
-                incident,
-                "send_failed",
-                f"{message.purpose} not sent: {why} ({message.last_error})",
-                now,
-                outbound=message.id,
-            )
-            if message.purpose == "page":
-                incidents.pull_next_step_forward(session, incident, now, "a page could not be sent")
+        why = "permanent error" if permanent else f"gave up after {message.attempts} attempts"
+        detail = f"{message.purpose} not sent: {why} ({message.last_error})"
+        incidents.message_lost(session, message, "send_failed", detail, "a page could not be sent", now)
         return
     message.state = OutboundState.QUEUED
     message.next_attempt_at = now + backoff(message.attempts)
