@@ -159,13 +159,28 @@ def run_checked(command: list[str], env: dict[str, str]) -> None:
 
 
 class Gunicorn:
-    """A gunicorn server on a free port with the project's settings, stopped on exit."""
+    """A gunicorn server on a free port with the project's settings (any app, any venv), stopped on exit."""
 
-    def __init__(self, app: str, env: dict[str, str], workers: int, threads: int, log: Path) -> None:
+    def __init__(
+        self,
+        app: str,
+        env: dict[str, str],
+        workers: int,
+        threads: int,
+        log: Path,
+        *,
+        gunicorn: Path = BIN / "gunicorn",
+        cwd: Path = ROOT,
+        health_path: str = "/healthz",
+        ready: Callable[[int], bool] = lambda status: status == 200,
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.health_path = health_path
+        self.ready = ready
+        self.log_path = log
         command = [
-            str(BIN / "gunicorn"),
+            str(gunicorn),
             "--config",
             str(ROOT / "gunicorn.conf.py"),
             "--bind",
@@ -180,28 +195,36 @@ class Gunicorn:
             app,
         ]
         self.log = log.open("w")
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=self.log, stderr=self.log)
+        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self.log, stderr=self.log)
 
-    def __enter__(self) -> Gunicorn:
-        deadline = time.monotonic() + 60
+    def wait_ready(self, timeout: float = 60.0) -> Gunicorn:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; see {self.log.name}")
+                raise RuntimeError(f"gunicorn exited; see {self.log_path}")
             try:
-                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                if self.ready(requests.get(self.base + self.health_path, timeout=1).status_code):
                     return self
             except requests.RequestException:
                 pass  # not listening yet, or its worker still booting
             time.sleep(0.2)
-        raise RuntimeError("gunicorn did not answer within 60 s")
+        raise RuntimeError(f"gunicorn did not answer within {timeout:g} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+
+    def __enter__(self) -> Gunicorn:
+        return self.wait_ready()
 
     def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
+        self.stop()
 
 
 class WorkerProcess:

@@ -35,8 +35,8 @@ from bench.bench_e2e import DEMO_FOCAL_POINTS, TimedFake, alert_points  # noqa: 
 from bench.bench_e2e import service_env as e2e_service_env  # noqa: E402
 from bench.bench_webhooks import (  # noqa: E402
     PG_ADMIN_URL,
+    Gunicorn,
     drop_postgresql_database,
-    free_port,
     postgresql_database,
     run_checked,
 )
@@ -307,8 +307,8 @@ class QuietFake(TimedFake):
         self._server.handle_error = handle_error  # type: ignore[method-assign]
 
 
-class GunicornServer:
-    """gunicorn with the project's gunicorn.conf.py on a free loopback port; any WSGI app, any venv."""
+class GunicornServer(Gunicorn):
+    """The benchmarks' gunicorn for the soak: any answer below 500 means up (the peer has no /healthz)."""
 
     def __init__(
         self,
@@ -322,53 +322,20 @@ class GunicornServer:
         cwd: Path = ROOT,
         health_path: str = "/healthz",
     ) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.health_path = health_path
-        self.log_path = log
-        command = [
-            str(gunicorn),
-            "--config",
-            str(ROOT / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--access-logfile",
-            os.devnull,
-            "--no-control-socket",  # the default path is shared by every gunicorn on the machine
+        super().__init__(
             app,
-        ]
-        self._log = log.open("w")
-        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self._log, stderr=self._log)
-
-    def wait_ready(self, timeout: float = 60.0) -> GunicornServer:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; see {self.log_path}")
-            try:
-                if requests.get(self.base + self.health_path, timeout=1).status_code < 500:
-                    return self
-            except requests.RequestException:
-                pass  # not listening yet, or its workers still booting
-            time.sleep(0.2)
-        raise RuntimeError(f"gunicorn did not answer within {timeout:g} s")
+            env,
+            workers,
+            threads,
+            log,
+            gunicorn=gunicorn,
+            cwd=cwd,
+            health_path=health_path,
+            ready=lambda status: status < 500,
+        )
 
     def workers(self) -> list[int]:
         return children(self.process.pid)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
 
 
 class SchedulerWorkers:
