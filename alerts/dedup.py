@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 
-from geopy.distance import geodesic
 from rapidfuzz import fuzz
 
+from alerts.geolocation import geodesic_km
 from alerts.textnorm import fold
 
 SEVERITY_RANK = {"low": 0, "medium": 1, "high": 2, "critical": 3}
@@ -128,7 +128,7 @@ def best_match(report: NewReport, candidates: Sequence[Candidate], rules: DedupR
         gap = abs(report.received_at - candidate.last_report_at)
         if gap > rules.window:
             continue
-        distance = geodesic((report.lat, report.lon), (candidate.lat, candidate.lon)).km
+        distance = geodesic_km((report.lat, report.lon), (candidate.lat, candidate.lon))
         if distance > rules.distance_km:
             continue
         # Nearest in space and time: both distances as fractions of their limits.

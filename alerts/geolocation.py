@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from geopy.distance import geodesic
 from rapidfuzz import fuzz, process
@@ -109,8 +110,10 @@ def approx_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     return math.hypot(dx, dy) * _EARTH_KM_PER_DEGREE
 
 
+@lru_cache(maxsize=16384)
 def geodesic_km(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Geodesic distance in km (WGS84)."""
+    """Geodesic distance in km (WGS84), remembered: reports, incidents and zones mostly sit on the
+    gazetteer's few points."""
     return float(geodesic(a, b).km)
 
 

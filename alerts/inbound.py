@@ -194,7 +194,25 @@ def log_processing_failure(message_id: int, exc: BaseException, provider: str | 
     )
 
 
+def _claim_batch(session: Session, message_ids: list[int], now: datetime) -> list[InboundMessage]:
+    """Lock the messages of a batch that are still due, oldest first; those another worker holds are left."""
+    return list(
+        session.scalars(
+            select(InboundMessage)
+            .where(
+                InboundMessage.id.in_(message_ids),
+                InboundMessage.state.in_(RETRYABLE_STATES),
+                or_(InboundMessage.next_attempt_at.is_(None), InboundMessage.next_attempt_at <= now),
+            )
+            .order_by(InboundMessage.received_at, InboundMessage.id)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
 Process = Callable[[Session, int, datetime], Any]
+ProcessBatch = Callable[[Session, list[InboundMessage], datetime], Any]
+DEFAULT_BATCH_SIZE = 50
 
 
 def retry_unprocessed(
@@ -204,13 +222,45 @@ def retry_unprocessed(
     *,
     limit: int = 100,
     grace: timedelta = DEFAULT_RETRY_GRACE,
+    process_batch: ProcessBatch | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> int:
-    """The scheduled job: process every message that is due again, each in its own session.
+    """The scheduled job: process every message that is due again.
 
-    Returns how many were processed; each failure is recorded on its message and logged.
+    With `process_batch`, up to `batch_size` messages share one transaction (it commits); if a batch
+    fails, it is rolled back and its messages are processed again one per transaction with `process`,
+    so that a message that cannot be processed is recorded as failed on its own and the others go
+    through. Returns how many were processed; each failure is recorded on its message and logged.
     """
     with database.session() as session:
         due = due_for_retry(session, now, limit=limit, grace=grace)
+    if process_batch is None:
+        return _one_by_one(database, due, now, process)
+    processed = 0
+    for start in range(0, len(due), batch_size):
+        chunk = due[start : start + batch_size]
+        with database.session() as session:
+            try:
+                claimed = _claim_batch(session, chunk, now)
+                if claimed:
+                    process_batch(session, claimed, now)
+                else:
+                    session.rollback()
+            except Exception as exc:
+                session.rollback()
+                log.warning(
+                    "a batch of %d inbound messages failed with %s; processing them one at a time",
+                    len(chunk),
+                    type(exc).__name__,
+                )
+                processed += _one_by_one(database, chunk, now, process)
+                continue
+        processed += len(claimed)
+    return processed
+
+
+def _one_by_one(database: Database, due: list[int], now: datetime, process: Process) -> int:
+    """Each message in its own transaction; a failure is recorded on its message and logged."""
     processed = 0
     for message_id in due:
         with database.session() as session:

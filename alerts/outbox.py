@@ -6,7 +6,9 @@ exception, a reply sent inline in Twilio's TwiML answer).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -20,10 +22,92 @@ from alerts.states import OutboundState
 AUTOMATIC_REPLIES = frozenset({"receipt", "confirmation", "help", "error", "test"})
 
 
+REPLY_CAP_WINDOW = timedelta(hours=1)
+
+
 @dataclass(frozen=True)
 class Enqueued:
     message: OutboundMessage | None
     reason: str = ""  # why nothing was queued: "duplicate", "reply cap"
+
+
+@dataclass
+class ReplyBook:
+    """What `enqueue` asks the database about each reply, read once for a batch of replies.
+
+    It answers only for the keys and recipients it was loaded with; `enqueue` asks the database about any
+    other, and records what it queues so that later replies of the same transaction see it.
+    """
+
+    now: datetime
+    checked_keys: frozenset[str]
+    taken_keys: set[str]
+    checked_recipients: frozenset[str]
+    replies_last_hour: Counter[str] = field(default_factory=Counter)
+
+    @classmethod
+    def load(
+        cls, session: Session, keys: Iterable[str], recipients: Iterable[str], now: datetime
+    ) -> ReplyBook:
+        keys, recipients = frozenset(keys), frozenset(recipients)
+        taken = (
+            set(
+                session.scalars(
+                    select(OutboundMessage.idempotency_key).where(OutboundMessage.idempotency_key.in_(keys))
+                )
+            )
+            if keys
+            else set()
+        )
+        counts: Counter[str] = Counter()
+        if recipients:
+            counts.update(
+                dict(
+                    session.execute(
+                        select(OutboundMessage.recipient, func.count())
+                        .where(
+                            OutboundMessage.recipient.in_(recipients),
+                            OutboundMessage.purpose.in_(AUTOMATIC_REPLIES),
+                            OutboundMessage.created_at > now - REPLY_CAP_WINDOW,
+                        )
+                        .group_by(OutboundMessage.recipient)
+                    ).all()
+                )
+            )
+        return cls(now, keys, taken, recipients, counts)
+
+    def key_taken(self, session: Session, key: str) -> bool:
+        if key in self.checked_keys:
+            return key in self.taken_keys
+        return _key_taken(session, key)
+
+    def replies_to(self, session: Session, recipient: str, now: datetime) -> int:
+        if recipient in self.checked_recipients and now == self.now:
+            return self.replies_last_hour[recipient]
+        return _replies_last_hour(session, recipient, now)
+
+    def queued(self, message: OutboundMessage) -> None:
+        self.taken_keys.add(message.idempotency_key)
+        if message.purpose in AUTOMATIC_REPLIES:
+            self.replies_last_hour[message.recipient] += 1
+
+
+def _key_taken(session: Session, key: str) -> bool:
+    return (
+        session.scalar(select(OutboundMessage.id).where(OutboundMessage.idempotency_key == key)) is not None
+    )
+
+
+def _replies_last_hour(session: Session, recipient: str, now: datetime) -> int:
+    return session.scalar(
+        select(func.count())
+        .select_from(OutboundMessage)
+        .where(
+            OutboundMessage.recipient == recipient,
+            OutboundMessage.purpose.in_(AUTOMATIC_REPLIES),
+            OutboundMessage.created_at > now - REPLY_CAP_WINDOW,
+        )
+    )
 
 
 def enqueue(
@@ -39,23 +123,20 @@ def enqueue(
     focal_point_id: int | None = None,
     escalation_step_id: int | None = None,
     reply_cap_per_hour: int | None = None,
+    book: ReplyBook | None = None,
 ) -> Enqueued:
-    """Add an SMS to the outbox (not committed: it joins the caller's transaction)."""
-    existing = session.scalar(
-        select(OutboundMessage).where(OutboundMessage.idempotency_key == idempotency_key)
-    )
-    if existing is not None:
+    """Add an SMS to the outbox (not committed: it joins the caller's transaction).
+
+    With a `book` (a batch's replies), what it was loaded with is not asked again and the row is left for
+    the batch's next flush; without one, the row is flushed at once so that it has its id.
+    """
+    taken = book.key_taken(session, idempotency_key) if book else _key_taken(session, idempotency_key)
+    if taken:
         return Enqueued(None, "duplicate")
     if purpose in AUTOMATIC_REPLIES and reply_cap_per_hour is not None:
         # A cap on automatic replies, so that two automatic senders can never loop and burn credit.
-        sent_last_hour = session.scalar(
-            select(func.count())
-            .select_from(OutboundMessage)
-            .where(
-                OutboundMessage.recipient == recipient,
-                OutboundMessage.purpose.in_(AUTOMATIC_REPLIES),
-                OutboundMessage.created_at > now - timedelta(hours=1),
-            )
+        sent_last_hour = (
+            book.replies_to(session, recipient, now) if book else _replies_last_hour(session, recipient, now)
         )
         if sent_last_hour >= reply_cap_per_hour:
             return Enqueued(None, "reply cap")
@@ -75,7 +156,10 @@ def enqueue(
         state=OutboundState.QUEUED,
     )
     session.add(message)
-    session.flush()
+    if book is None:
+        session.flush()
+    else:
+        book.queued(message)
     return Enqueued(message)
 
 

@@ -8,8 +8,9 @@ incident's timeline. The escalation engine takes over from the incident's state 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from bisect import bisect_right
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -42,8 +43,18 @@ from alerts.geolocation import (
     zone_for_point,
 )
 from alerts.imports import LANGUAGES
-from alerts.models import Counter, FocalPoint, InboundMessage, Incident, Place, Report, Responder, Zone
-from alerts.outbox import enqueue
+from alerts.models import (
+    Counter,
+    FocalPoint,
+    InboundMessage,
+    Incident,
+    OutboundMessage,
+    Place,
+    Report,
+    Responder,
+    Zone,
+)
+from alerts.outbox import ReplyBook, enqueue
 from alerts.parsing import Command, Keywords, Kind, ParsedMessage, load_keywords, parse_message
 from alerts.states import FocalPointStatus, InboundState, IncidentStatus, SenderKind
 from alerts.texts import render
@@ -84,16 +95,189 @@ class Outcome:
     reply: str | None = None
     reply_outbound_id: int | None = None
     incident_number: int | None = None
+    # The reply's row, whose id is known once the batch is flushed.
+    reply_message: OutboundMessage | None = field(default=None, repr=False, compare=False)
+
+    def committed(self) -> Outcome:
+        if self.reply_message is None or self.reply_outbound_id is not None:
+            return self
+        return replace(self, reply_outbound_id=self.reply_message.id)
+
+
+@dataclass
+class _Batch:
+    """What the messages of one transaction share, each read from the database once for all of them:
+    their senders, their senders' recent traffic (the rate limit), replies already owed (the reply cap),
+    the gazetteer and the zones. A message that changes one of these (a registration, a reply) updates it
+    here too, so the next message of the batch sees what the database would show it."""
+
+    session: Session
+    now: datetime
+    settings: PipelineSettings
+    messages: Sequence[InboundMessage]
+    focal_points: dict[str, FocalPoint]
+    responders: dict[str, Responder]
+    replies: ReplyBook
+    # Per sender, when its other messages in the rate window arrived (sorted; none of this batch's).
+    recent: dict[str, list[datetime]]
+    matching_serialised: bool = False
+    # Matching without a flush per message: incidents this transaction opened or changed (their rows may
+    # be stale until the batch's flush), the ones it holds a row lock on, its reports, and per incident the
+    # focal points that reported it.
+    incidents: dict[int, Incident] = field(default_factory=dict)
+    locked: set[int] = field(default_factory=set)
+    reports: list[tuple[Report, str]] = field(default_factory=list)
+    # (incident, focal point, received, text) of stored reports by the batch's focal points recent enough
+    # to be repeated by one of its messages.
+    recent_reports: list[tuple[int | None, int | None, datetime, str]] = field(default_factory=list)
+    _reporters: dict[int, set[int]] = field(default_factory=dict)
+    _gazetteer: Gazetteer | None = None
+    _zones: list[ZoneArea] | None = None
+    _zone_rows: dict[int, Zone] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls, session: Session, messages: Sequence[InboundMessage], now: datetime, settings: PipelineSettings
+    ) -> _Batch:
+        senders = {m.sender for m in messages}
+        focal_points = {
+            f.phone: f for f in session.scalars(select(FocalPoint).where(FocalPoint.phone.in_(senders)))
+        }
+        others = senders - focal_points.keys()
+        responders = (
+            {r.phone: r for r in session.scalars(select(Responder).where(Responder.phone.in_(others)))}
+            if others
+            else {}
+        )
+        ids = [m.id for m in messages]
+        first, last = min(m.received_at for m in messages), max(m.received_at for m in messages)
+        recent: dict[str, list[datetime]] = {}
+        for sender, at in session.execute(
+            select(InboundMessage.sender, InboundMessage.received_at).where(
+                InboundMessage.sender.in_(senders),
+                InboundMessage.received_at > first - settings.sender_rate_window,
+                InboundMessage.received_at <= last,
+                InboundMessage.state != InboundState.RATE_LIMITED,
+                InboundMessage.id.not_in(ids),
+            )
+        ):
+            recent.setdefault(sender, []).append(at)
+        for times in recent.values():
+            times.sort()
+        replies = ReplyBook.load(session, (_reply_key(m) for m in messages), senders, now)
+        batch = cls(session, now, settings, messages, focal_points, responders, replies, recent)
+        if focal_points:
+            batch.recent_reports = [
+                (r.incident_id, r.focal_point_id, r.received_at, r.text)
+                for r in session.execute(
+                    select(Report.incident_id, Report.focal_point_id, Report.received_at, InboundMessage.text)
+                    .join(InboundMessage, InboundMessage.id == Report.inbound_message_id)
+                    .where(
+                        Report.focal_point_id.in_([f.id for f in focal_points.values()]),
+                        Report.received_at >= first - REPEAT_WINDOW,
+                    )
+                )
+            ]
+        return batch
+
+    def over_rate_limit(self, message: InboundMessage) -> bool:
+        """More than the limit of other messages from this sender in the window before this one (those
+        already rate limited do not count, so a flood cannot keep a phone silenced for good)."""
+        start, end = message.received_at - self.settings.sender_rate_window, message.received_at
+        times = self.recent.get(message.sender, [])
+        earlier = bisect_right(times, end) - bisect_right(times, start)
+        earlier += sum(
+            1
+            for other in self.messages
+            if other is not message
+            and other.sender == message.sender
+            and start < other.received_at <= end
+            and other.state != InboundState.RATE_LIMITED
+        )
+        return earlier >= self.settings.sender_rate_limit
+
+    def gazetteer(self) -> Gazetteer:
+        if self._gazetteer is None:
+            self._gazetteer = gazetteer(self.session)
+        return self._gazetteer
+
+    def zone_areas(self) -> list[ZoneArea]:
+        if self._zones is None:
+            rows = list(self.session.scalars(select(Zone)))
+            self._zone_rows = {z.id: z for z in rows}
+            self._zones = [_zone_area(z) for z in rows]
+        return self._zones
+
+    def zone(self, zone_id: int | None) -> Zone | None:
+        if zone_id is None:
+            return None
+        self.zone_areas()
+        return self._zone_rows.get(zone_id) or self.session.get(Zone, zone_id)
+
+    def lock_incident(self, incident_id: int) -> Incident:
+        """The incident, row-locked for this transaction (once)."""
+        if incident_id in self.locked:
+            return self.incidents[incident_id]
+        with self.session.no_autoflush:
+            incident = self.session.get(Incident, incident_id, with_for_update=True)
+        if incident is None:
+            raise LookupError(f"incident {incident_id} vanished during matching")
+        self.locked.add(incident_id)
+        self.incidents[incident_id] = incident
+        return incident
+
+    def opened(self, incident: Incident) -> None:
+        self.locked.add(incident.id)
+        self.incidents[incident.id] = incident
+        self._reporters[incident.id] = set()
+
+    def add_report(self, report: Report, text: str) -> None:
+        self.reports.append((report, text))
+
+    def reporters(self, incident_id: int, besides: Report) -> set[int]:
+        """Focal points of the incident's reports other than `besides` (which is not flushed yet)."""
+        if incident_id not in self._reporters:
+            statement = select(Report.focal_point_id).where(Report.incident_id == incident_id)
+            with self.session.no_autoflush:
+                self._reporters[incident_id] = set(self.session.scalars(statement))
+        here = {
+            r.focal_point_id for r, _ in self.reports if r.incident_id == incident_id and r is not besides
+        }
+        return {f for f in self._reporters[incident_id] | here if f is not None}
+
+    def serialise_matching(self) -> None:
+        """Matching reads then writes: two workers must not both open an incident for one event. Held to
+        the end of the transaction, so once per batch."""
+        if self.matching_serialised:
+            return
+        if self.session.get_bind().dialect.name == "postgresql":
+            self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('alerts.dedup'))"))
+        # SQLite: every transaction starts with BEGIN IMMEDIATE, which already serialises writers.
+        self.matching_serialised = True
+
+
+def _reply_key(message: InboundMessage) -> str:
+    return f"reply:{message.id}"
 
 
 @dataclass
 class _Context:
-    session: Session
+    batch: _Batch
     message: InboundMessage
     parsed: ParsedMessage
-    now: datetime
-    settings: PipelineSettings
     beep: bool = False  # a missed call: no words, the sender's home, category "unknown"
+
+    @property
+    def session(self) -> Session:
+        return self.batch.session
+
+    @property
+    def now(self) -> datetime:
+        return self.batch.now
+
+    @property
+    def settings(self) -> PipelineSettings:
+        return self.batch.settings
 
     @property
     def category(self) -> str:
@@ -124,18 +308,20 @@ class _Context:
             recipient=self.message.sender,
             body=body,
             purpose="receipt" if key.startswith("receipt") else "confirmation",
-            idempotency_key=f"reply:{self.message.id}",
+            idempotency_key=_reply_key(self.message),
             now=self.now,
             incident_id=incident.id if incident else None,
             focal_point_id=focal_point_id,
             responder_id=responder_id,
             reply_cap_per_hour=self.settings.reply_cap_per_hour,
+            book=self.batch.replies,
         )
         outbound = queued.message
         return Outcome(
             decision,
             reply=outbound.body if outbound else None,
             reply_outbound_id=outbound.id if outbound else None,
+            reply_message=outbound,
             incident_number=incident.number if incident else None,
         )
 
@@ -173,18 +359,22 @@ def gazetteer(session: Session) -> Gazetteer:
     return _gazetteers[key]
 
 
+def _zone_area(z: Zone) -> ZoneArea:
+    return ZoneArea(
+        id=z.id,
+        name=z.name,
+        lat=z.lat,
+        lon=z.lon,
+        radius_km=z.radius_km,
+        polygon=tuple((float(a), float(b)) for a, b in z.polygon) if z.polygon else None,
+    )
+
+
 def zone_areas(session: Session) -> list[ZoneArea]:
-    return [
-        ZoneArea(
-            id=z.id,
-            name=z.name,
-            lat=z.lat,
-            lon=z.lon,
-            radius_km=z.radius_km,
-            polygon=tuple((float(a), float(b)) for a, b in z.polygon) if z.polygon else None,
-        )
-        for z in session.scalars(select(Zone))
-    ]
+    return [_zone_area(z) for z in session.scalars(select(Zone))]
+
+
+PROCESSABLE = (InboundState.RECEIVED, InboundState.FAILED)
 
 
 def process_message(
@@ -195,30 +385,58 @@ def process_message(
     message = session.get(InboundMessage, message_id, with_for_update=True)
     if message is None:
         raise LookupError(f"inbound message {message_id} does not exist")
-    if message.state not in (InboundState.RECEIVED, InboundState.FAILED):
+    if message.state not in PROCESSABLE:
         session.rollback()
         return Outcome("already processed")
+    return _process_and_commit(session, [message], now, settings)[0]
 
-    focal_point = session.scalar(select(FocalPoint).where(FocalPoint.phone == message.sender))
-    responder = (
-        None if focal_point else session.scalar(select(Responder).where(Responder.phone == message.sender))
-    )
+
+def process_messages(
+    session: Session, messages: Sequence[InboundMessage], *, now: datetime, settings: PipelineSettings
+) -> list[Outcome]:
+    """Process stored messages, already locked by the caller, in their order, and commit them together.
+
+    One transaction for many messages saves most of the per-message round trips and commits; every
+    message still sees what the ones before it did (an incident opened, a registration, a reply sent).
+    An exception leaves the whole transaction to the caller to roll back.
+    """
+    if any(m.state not in PROCESSABLE for m in messages):
+        raise ValueError("only received or failed messages can be processed")
+    return _process_and_commit(session, messages, now, settings)
+
+
+def _process_and_commit(
+    session: Session, messages: Sequence[InboundMessage], now: datetime, settings: PipelineSettings
+) -> list[Outcome]:
+    if not messages:
+        return []
+    batch = _Batch.load(session, messages, now, settings)
+    outcomes = [_process(batch, message) for message in messages]
+    session.commit()
+    outcomes = [outcome.committed() for outcome in outcomes]
+    for message, outcome in zip(messages, outcomes, strict=True):
+        log.info("inbound %s: %s", message.id, outcome.decision)
+    return outcomes
+
+
+def _process(batch: _Batch, message: InboundMessage) -> Outcome:
+    now, settings = batch.now, batch.settings
+    focal_point = batch.focal_points.get(message.sender)
+    responder = None if focal_point else batch.responders.get(message.sender)
     message.sender_kind = (
         SenderKind.FOCAL_POINT if focal_point else SenderKind.RESPONDER if responder else SenderKind.UNKNOWN
     )
     if focal_point is not None:
         focal_point.last_seen_at = now
 
-    if _over_rate_limit(session, message, settings):
+    if batch.over_rate_limit(message):
         outcome = Outcome("rate limited")
         message.state = InboundState.RATE_LIMITED
     else:
         context = _Context(
-            session,
+            batch,
             message,
             parse_message(message.text, keywords(settings.keywords_dirs)),
-            now,
-            settings,
             beep=message.channel == "voice",
         )
         if focal_point is not None:
@@ -242,24 +460,7 @@ def process_message(
     message.processed_at = now
     message.error = None
     message.next_attempt_at = None
-    session.commit()
-    log.info("inbound %s: %s", message.id, outcome.decision)
     return outcome
-
-
-def _over_rate_limit(session: Session, message: InboundMessage, settings: PipelineSettings) -> bool:
-    earlier = session.scalar(
-        select(func.count())
-        .select_from(InboundMessage)
-        .where(
-            InboundMessage.sender == message.sender,
-            InboundMessage.id != message.id,
-            InboundMessage.received_at > message.received_at - settings.sender_rate_window,
-            InboundMessage.received_at <= message.received_at,
-            InboundMessage.state != InboundState.RATE_LIMITED,
-        )
-    )
-    return earlier >= settings.sender_rate_limit
 
 
 # --- focal points ---------------------------------------------------------------------------------
@@ -314,7 +515,7 @@ def _locate(ctx: _Context, focal_point: FocalPoint | None) -> Location:
     home = None
     if focal_point is not None and focal_point.home_lat is not None and focal_point.home_lon is not None:
         home = (focal_point.home_lat, focal_point.home_lon)
-    location = gazetteer(ctx.session).locate(ctx.parsed.place_words, ctx.parsed.coordinates, home)
+    location = ctx.batch.gazetteer().locate(ctx.parsed.place_words, ctx.parsed.coordinates, home)
     online = ctx.settings.geocoder
     if (
         online is not None
@@ -353,8 +554,8 @@ def _make_report(
         is_repeat=is_repeat,
         received_at=ctx.message.received_at,
     )
-    ctx.session.add(report)
-    ctx.session.flush()
+    ctx.session.add(report)  # written by the batch's next flush
+    ctx.batch.add_report(report, ctx.message.text)
     return report
 
 
@@ -363,64 +564,77 @@ def report_confidence(location: Location) -> float:
     return round(LOCATION_CONFIDENCE[location.located_by.value] * (0.5 + 0.5 * location.confidence), 3)
 
 
-def _serialise_matching(session: Session) -> None:
-    """Matching reads then writes: two workers must not both open an incident for one event."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtext('alerts.dedup'))"))
-    # SQLite: every transaction starts with BEGIN IMMEDIATE, which already serialises writers.
+def _candidates(batch: _Batch, report: NewReport, rules: DedupRules) -> list[Candidate]:
+    """Open incidents near the report in space and time, with the focal point's recent reports on each.
 
-
-def _candidates(session: Session, report: NewReport, rules: DedupRules) -> list[Candidate]:
+    The database is read without flushing the batch: what this transaction changed is taken from its
+    own objects (incidents opened or merged into, reports made), and every condition is checked again on
+    the objects, whose values are the current ones.
+    """
+    session = batch.session
     min_lat, max_lat, min_lon, max_lon = bounding_box(report.lat, report.lon, rules.distance_km)
-    rows = session.scalars(
-        select(Incident)
-        .where(
-            Incident.status.in_(OPEN_STATES),
-            Incident.merged_into_id.is_(None),
-            Incident.last_report_at >= report.received_at - rules.window,
-            Incident.lat.between(min_lat, max_lat),
-            Incident.lon.between(min_lon, max_lon),
-        )
-        .order_by(Incident.last_report_at.desc())
-        .limit(MAX_CANDIDATES)
-    ).all()
-    if not rows:
+    since = report.received_at - rules.window
+    with session.no_autoflush:
+        rows = session.scalars(
+            select(Incident)
+            .where(
+                Incident.status.in_(OPEN_STATES),
+                Incident.merged_into_id.is_(None),
+                Incident.last_report_at >= since,
+                Incident.lat.between(min_lat, max_lat),
+                Incident.lon.between(min_lon, max_lon),
+            )
+            .order_by(Incident.last_report_at.desc())
+            .limit(MAX_CANDIDATES)
+        ).all()
+    found = {i.id: i for i in rows} | batch.incidents
+    live = sorted(
+        (
+            i
+            for i in found.values()
+            if i.status in OPEN_STATES
+            and i.merged_into_id is None
+            and i.last_report_at >= since
+            and i.lat is not None
+            and i.lon is not None
+            and min_lat <= i.lat <= max_lat
+            and min_lon <= i.lon <= max_lon
+        ),
+        key=lambda i: i.last_report_at,
+        reverse=True,
+    )[:MAX_CANDIDATES]
+    if not live:
         return []
+    ids = {i.id for i in live}
     earlier: dict[int, list[tuple[int | None, datetime, str]]] = {}
     if report.focal_point_id is not None:
-        for incident_id, sender, at, body in session.execute(
-            select(Report.incident_id, Report.focal_point_id, Report.received_at, InboundMessage.text)
-            .join(InboundMessage, InboundMessage.id == Report.inbound_message_id)
-            .where(
-                Report.incident_id.in_([i.id for i in rows]),
-                Report.focal_point_id == report.focal_point_id,
-                Report.received_at >= report.received_at - REPEAT_WINDOW,
-            )
-        ):
-            earlier.setdefault(incident_id, []).append((sender, at, body))
+        repeat_since = report.received_at - REPEAT_WINDOW
+        # Reports stored before the batch began (read with it), then the batch's own, in order.
+        mine = [(r.incident_id, r.focal_point_id, r.received_at, text) for r, text in batch.reports]
+        for incident_id, sender, at, body in [*batch.recent_reports, *mine]:
+            if incident_id in ids and sender == report.focal_point_id and at >= repeat_since:
+                earlier.setdefault(incident_id, []).append((sender, at, body))
     return [
         Candidate(i.id, i.category, i.severity, i.lat, i.lon, i.last_report_at, tuple(earlier.get(i.id, ())))
-        for i in rows
-        if i.lat is not None and i.lon is not None
+        for i in live
     ]
 
 
 def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
     session = ctx.session
     location = _locate(ctx, focal_point)
-    areas = zone_areas(session)
     zone_id = focal_point.zone_id
     if location.lat is not None and location.lon is not None:
-        area = zone_for_point(location.lat, location.lon, areas)
+        area = zone_for_point(location.lat, location.lon, ctx.batch.zone_areas())
         zone_id = area.id if area else zone_id
-    zone = session.get(Zone, zone_id) if zone_id else None
+    zone = ctx.batch.zone(zone_id)
     rules = DedupRules(
         distance_km=zone.dedup_distance_km if zone else 10.0,
         window=timedelta(minutes=zone.dedup_window_minutes if zone else 360),
     )
     category, severity = ctx.category, ctx.severity
 
-    _serialise_matching(session)
+    ctx.batch.serialise_matching()
     match: Match | None = None
     if location.lat is not None and location.lon is not None:
         new = NewReport(
@@ -433,7 +647,7 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
             focal_point.id,
             ctx.message.text,
         )
-        match = best_match(new, _candidates(session, new, rules), rules)
+        match = best_match(new, _candidates(ctx.batch, new, rules), rules)
 
     if match is None:
         incident = _open_incident(ctx, location, zone_id, category, severity)
@@ -457,9 +671,7 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
         )
         receipt, decision = "receipt", f"opened incident {incident.number}"
     else:
-        found = session.get(Incident, match.incident_id, with_for_update=True)
-        assert found is not None
-        incident = found
+        incident = ctx.batch.lock_incident(match.incident_id)
         report = _make_report(ctx, focal_point, incident, location, is_repeat=match.repeat)
         _merge_into(ctx, incident, report, match, focal_point)
         receipt, decision = "receipt_corroboration", f"{match.reason} into {incident.number}"
@@ -510,8 +722,10 @@ def _open_incident(
     ctx: _Context, location: Location, zone_id: int | None, category: str, severity: str
 ) -> Incident:
     parsed = ctx.parsed
+    with ctx.session.no_autoflush:
+        number = incidents.next_number(ctx.session)
     incident = Incident(
-        number=incidents.next_number(ctx.session),
+        number=number,
         category=category,
         secondary_categories=[c.value for c in parsed.secondary_categories],
         severity=severity,
@@ -528,7 +742,8 @@ def _open_incident(
         created_at=ctx.now,
     )
     ctx.session.add(incident)
-    ctx.session.flush()
+    ctx.session.flush()  # its id, for its report and timeline (the batch's pending rows go with it)
+    ctx.batch.opened(incident)
     return incident
 
 
@@ -540,11 +755,7 @@ def _merge_into(
     if match.repeat:
         incidents.record(session, incident, "repeat", match.reason, now, focal_point=focal_point.id)
         return
-    reporters = set(
-        session.scalars(
-            select(Report.focal_point_id).where(Report.incident_id == incident.id, Report.id != report.id)
-        )
-    )
+    reporters = ctx.batch.reporters(incident.id, besides=report)
     if focal_point.id in reporters:
         detail = f"{match.reason}; same focal point again"
     else:
@@ -580,7 +791,7 @@ def _register(ctx: _Context) -> Outcome:
     words = (ctx.parsed.argument or "").split()
     if len(words) < 2:
         return ctx.reply("registration_help", language, "registration: name or village missing")
-    places = gazetteer(ctx.session)
+    places = ctx.batch.gazetteer()
     name, village, location = " ".join(words[:-1]), words[-1], None
     for size in (3, 2, 1):  # the longest tail of words that is a known place is the village
         if len(words) > size:
@@ -590,7 +801,7 @@ def _register(ctx: _Context) -> Outcome:
                 break
     zone_id = None
     if location is not None and location.lat is not None and location.lon is not None:
-        area = zone_for_point(location.lat, location.lon, zone_areas(ctx.session))
+        area = zone_for_point(location.lat, location.lon, ctx.batch.zone_areas())
         zone_id = area.id if area else None
     focal_point = FocalPoint(
         name=name[:200],
@@ -606,6 +817,7 @@ def _register(ctx: _Context) -> Outcome:
     )
     ctx.session.add(focal_point)
     ctx.session.flush()
+    ctx.batch.focal_points[focal_point.phone] = focal_point  # the sender's next message in this batch
     ctx.message.sender_kind = SenderKind.FOCAL_POINT
     where = f"{village} (gazetteer)" if location else f"{village} (not in the gazetteer)"
     log.info(

@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 
 from alerts import pipeline
 from alerts.db import Database
-from alerts.inbound import retry_unprocessed
+from alerts.inbound import DEFAULT_BATCH_SIZE, retry_unprocessed
+from alerts.models import InboundMessage
 from alerts.pipeline import PipelineSettings
 from escalation.dispatcher import DispatchStats, dispatch
 from escalation.engine import DEFAULT_UPDATE_THROTTLE, sweep
@@ -36,6 +37,8 @@ from escalation.line_checks import send_line_checks
 log = logging.getLogger(__name__)
 WAKEUP_CHANNEL = "alerts_wakeup"
 MAX_PUMP_PASSES = 20
+# Messages one pass of the pump takes, in transactions of `batch_size`; escalation runs between passes.
+INBOUND_PER_PASS = 200
 
 
 def utc_clock() -> datetime:
@@ -54,7 +57,9 @@ class Engine:
         worker: str | None = None,
         update_throttle: timedelta = DEFAULT_UPDATE_THROTTLE,
         line_checks: tuple[bool, int, int] = (False, 14, 50),
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
+        self.batch_size = batch_size
         self.update_throttle = update_throttle
         self.line_checks_enabled, self.line_check_days, self.line_check_daily_cap = line_checks
         self.database = database
@@ -79,6 +84,7 @@ class Engine:
                 app.config["LINE_CHECK_DAYS"],
                 app.config["LINE_CHECK_DAILY_CAP"],
             ),
+            batch_size=app.config["INBOUND_BATCH_SIZE"],
         )
 
     def escalate(self) -> int:
@@ -99,7 +105,18 @@ class Engine:
         def process(session: Session, message_id: int, _batch_start: datetime) -> None:
             pipeline.process_message(session, message_id, now=self.clock(), settings=self.settings)
 
-        return retry_unprocessed(self.database, self.clock(), process, grace=timedelta(0))
+        def process_batch(session: Session, messages: list[InboundMessage], _batch_start: datetime) -> None:
+            pipeline.process_messages(session, messages, now=self.clock(), settings=self.settings)
+
+        return retry_unprocessed(
+            self.database,
+            self.clock(),
+            process,
+            grace=timedelta(0),
+            limit=INBOUND_PER_PASS,
+            process_batch=process_batch,
+            batch_size=self.batch_size,
+        )
 
     def line_checks(self) -> int:
         """TEST requests to focal points silent too long (when LINE_CHECKS_ENABLED)."""

@@ -179,7 +179,11 @@ def run_every_flow(app, client, session, net, fake_providers, monkeypatch) -> li
         message = db.get(InboundMessage, message_id)
         raise ValueError(f"cannot parse {message.text!r} from {message.sender} ({message.sender[4:]})")
 
+    def explode_batch(db, messages, **kwargs):
+        explode(db, messages[0].id, **kwargs)
+
     monkeypatch.setattr(pipeline, "process_message", explode)
+    monkeypatch.setattr(pipeline, "process_messages", explode_batch)
     answers.append(
         post_twilio(client, "/webhooks/twilio/sms", twilio_sms("SM" + "3" * 32, FOCAL_POINT, FAILING_ALERT))
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
@@ -9,6 +10,8 @@ import pytest
 from flask.testing import FlaskClient
 from twilio.request_validator import RequestValidator
 from werkzeug.test import TestResponse
+
+from alerts import pipeline
 
 TWILIO_TOKEN = "test-twilio-auth-token"
 AT_KEY = "test-at-webhook-key"
@@ -78,3 +81,31 @@ def post_at(
 def process_stored(app) -> int:
     """What the engine does right after a webhook answered: process the stored messages."""
     return app.extensions["alerts_engine"].process_inbound()
+
+
+def count_processing(monkeypatch) -> list[int]:
+    """The ids of the messages the pipeline processes, whether the engine hands it a batch or one message."""
+    calls: list[int] = []
+    one, many = pipeline.process_message, pipeline.process_messages
+
+    def counting_one(session, message_id, **kwargs):
+        calls.append(message_id)
+        return one(session, message_id, **kwargs)
+
+    def counting_many(session, messages, **kwargs):
+        calls.extend(m.id for m in messages)
+        return many(session, messages, **kwargs)
+
+    monkeypatch.setattr(pipeline, "process_message", counting_one)
+    monkeypatch.setattr(pipeline, "process_messages", counting_many)
+    return calls
+
+
+def break_processing(monkeypatch, error: Callable[[], Exception]) -> None:
+    """Processing raises `error()` whichever way it is called: batches fail, then each message alone."""
+
+    def broken(*_args, **_kwargs):
+        raise error()
+
+    monkeypatch.setattr(pipeline, "process_message", broken)
+    monkeypatch.setattr(pipeline, "process_messages", broken)

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from alerts import pipeline
 from alerts.models import InboundMessage, OutboundMessage
 from alerts.states import InboundState, OutboundState
 from tests.webhooks.conftest import (
@@ -16,6 +15,8 @@ from tests.webhooks.conftest import (
     FOCAL_POINT_PHONE,
     PROVIDER_TIME,
     at_sms_form,
+    break_processing,
+    count_processing,
     post_at,
     process_stored,
 )
@@ -52,14 +53,7 @@ def test_a_keyed_sms_is_stored_with_the_providers_time_and_answered_at_once(app,
 
 
 def test_a_retried_message_id_is_stored_once_and_processed_once(app, client, session, monkeypatch):
-    calls: list[int] = []
-    real_process = pipeline.process_message
-
-    def counting(session, message_id, **kwargs):
-        calls.append(message_id)
-        return real_process(session, message_id, **kwargs)
-
-    monkeypatch.setattr(pipeline, "process_message", counting)
+    calls = count_processing(monkeypatch)
 
     responses = [post_at(client, SMS, at_sms_form()) for _ in range(3)]
     process_stored(app)
@@ -75,10 +69,7 @@ def test_a_processing_failure_still_answers_ok_and_keeps_the_message(
 ):
     text = "Attaque a Kiwanja ce matin"
 
-    def broken(session, message_id, **kwargs):
-        raise ValueError(f"{text} / {FOCAL_POINT_PHONE}")
-
-    monkeypatch.setattr(pipeline, "process_message", broken)
+    break_processing(monkeypatch, lambda: ValueError(f"{text} / {FOCAL_POINT_PHONE}"))
 
     response = post_at(client, SMS, at_sms_form(text=text))
     assert process_stored(app) == 0

@@ -16,6 +16,8 @@ from tests.webhooks.conftest import (
     FOCAL_POINT_PHONE,
     OUR_NUMBER,
     TWILIO_TOKEN,
+    break_processing,
+    count_processing,
     post_twilio,
     process_stored,
     twilio_signature,
@@ -95,14 +97,7 @@ def test_by_default_the_webhook_answers_at_once_and_the_receipt_waits_in_the_out
 
 
 def test_a_retried_message_sid_is_stored_once_and_processed_once(app, client, session, monkeypatch):
-    calls: list[int] = []
-    real_process = pipeline.process_message
-
-    def counting(session, message_id, **kwargs):
-        calls.append(message_id)
-        return real_process(session, message_id, **kwargs)
-
-    monkeypatch.setattr(pipeline, "process_message", counting)
+    calls = count_processing(monkeypatch)
     form = twilio_sms_form(sender="+243815550099")
 
     first = post_twilio(client, SMS, form)
@@ -119,12 +114,9 @@ def test_a_retried_message_sid_is_stored_once_and_processed_once(app, client, se
 def test_a_processing_failure_keeps_the_message_and_the_retry_job_processes_it_later(
     app, client, session, database, monkeypatch, caplog
 ):
-    real_process = pipeline.process_message
-
-    def broken(session, message_id, **kwargs):
-        raise RuntimeError(f"could not understand {ALERT_TEXT!r} from {FOCAL_POINT_PHONE}")
-
-    monkeypatch.setattr(pipeline, "process_message", broken)
+    break_processing(
+        monkeypatch, lambda: RuntimeError(f"could not understand {ALERT_TEXT!r} from {FOCAL_POINT_PHONE}")
+    )
     with caplog.at_level(logging.INFO):
         response = post_twilio(client, SMS, twilio_sms_form(body=ALERT_TEXT))
         assert process_stored(app) == 0
@@ -140,7 +132,7 @@ def test_a_processing_failure_keeps_the_message_and_the_retry_job_processes_it_l
     assert ALERT_TEXT not in caplog.text
     assert FOCAL_POINT_PHONE not in caplog.text
 
-    monkeypatch.setattr(pipeline, "process_message", real_process)
+    monkeypatch.undo()
     settings = pipeline.PipelineSettings.from_config(app.config)
 
     def process(session, message_id, now):

@@ -1,0 +1,252 @@
+"""Processing stored messages in batches (one transaction for many) decides exactly what processing them one
+at a time decides: every later message sees what the earlier ones of its batch did."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from itertools import count
+
+import pytest
+from sqlalchemy import select
+
+from alerts.inbound import InboundForm, retry_unprocessed, store_inbound
+from alerts.models import (
+    FocalPoint,
+    InboundMessage,
+    Incident,
+    IncidentEvent,
+    OutboundMessage,
+    Place,
+    Report,
+)
+from alerts.outbox import AUTOMATIC_REPLIES
+from alerts.pipeline import PipelineSettings, process_message, process_messages
+from alerts.states import InboundState
+from tests import factories
+from tests.conftest import T0, empty_database
+
+# Small limits, so that the rate limit and the reply cap are reached inside one batch.
+SETTINGS = PipelineSettings(sender_rate_limit=3, reply_cap_per_hour=2)
+PLACES = [
+    ("Kitchanga", -1.18, 28.92, "Kitshanga|Kichanga"),
+    ("Mweso", -1.10, 28.94, ""),
+    ("Masisi", -1.40, 28.8167, ""),
+    ("Rubaya", -1.56, 28.88, ""),
+    ("Kalungu", -1.52, 28.95, ""),
+]
+UNKNOWN, NEWCOMER = "+243990000111", "+243990000222"
+_sids = count(1)
+
+
+def build_network(database) -> dict[str, str]:
+    """The same network, names and phones on every run; returns who is who by phone."""
+    who = {"first": "+243810000001", "second": "+243810000002", "third": "+243810000003"}
+    with database.session() as session:
+        for name, lat, lon, alt in PLACES:
+            session.add(Place(name=name, lat=lat, lon=lon, alt_names=alt))
+        from alerts.incidents import next_number
+
+        next_number(session, "places_version")
+        masisi = factories.zone(session)
+        responder = factories.responder(session, 1, [masisi], name="Neema", phone="+243820000001")
+        factories.responder(session, 2, [masisi], name="Baraka", phone="+243820000002")
+        homes = {"first": (-1.18, 28.92), "second": (-1.40, 28.8167), "third": (-1.37, 28.76)}
+        for role, (lat, lon) in homes.items():
+            factories.focal_point(session, masisi, lat=lat, lon=lon, name=role, phone=who[role])
+        factories.seed_default_policies(session)
+        session.commit()
+        return {**who, "responder": responder.phone}
+
+
+def script(who: dict[str, str]) -> list[tuple[str, str]]:
+    """A burst as a busy morning brings it: corroborations, a repeat, an upgrade, far and unrelated
+    reports, strangers, a registration followed by its sender's first alert, an acknowledgement of an
+    incident opened moments before, and senders running into the rate limit and the reply cap."""
+    return [
+        (who["first"], "attaque a Kitchanga 20 hommes armes"),
+        (who["first"], "attaque a kitchanga 20 hommes armés"),
+        (who["second"], "Attaque en cours a Kitshanga"),
+        (who["second"], "3 personnes tuees a Kitchanga"),
+        (who["third"], "attaque a Rubaya"),
+        (who["third"], "deplacement des familles a Kitchanga"),
+        (UNKNOWN, "attaque a Mweso"),
+        (NEWCOMER, "REG Amani Kahindo Mweso"),
+        (NEWCOMER, "attaque a Mweso"),
+        (who["responder"], "OK 1"),
+        (who["first"], "pillage a Kalungu"),
+        (who["first"], "attaque a Masisi"),
+        (who["second"], "TEST"),
+        (who["second"], "AIDE"),
+        (who["third"], "hommes armes a Mweso"),
+        (who["responder"], "STATUT 2"),
+    ]
+
+
+def store_script(database, who, first: int | None = None) -> list[int]:
+    ids = []
+    with database.session() as session:
+        for second, (phone, text) in enumerate(script(who)[:first]):
+            form = InboundForm(
+                "twilio",
+                f"SM{next(_sids):032d}",
+                phone,
+                "+15005550006",
+                text,
+                T0 + timedelta(seconds=second),
+                {},
+            )
+            ids.append(store_inbound(session, form)[0])
+    return ids
+
+
+def snapshot(database) -> dict[str, list]:
+    """Everything processing decided, without row ids or flush order."""
+    with database.read_sessionmaker() as session:
+        numbers = dict(session.execute(select(Incident.id, Incident.number)).all())
+        return {
+            "incidents": session.execute(
+                select(
+                    Incident.number,
+                    Incident.category,
+                    Incident.severity,
+                    Incident.status,
+                    Incident.confidence,
+                    Incident.count,
+                    Incident.place_name,
+                    Incident.escalation_generation,
+                    Incident.update_pending,
+                    Incident.last_report_at,
+                ).order_by(Incident.number)
+            ).all(),
+            "reports": sorted(
+                (numbers.get(r.incident_id, 0), r.focal_point_id, r.is_repeat, r.located_by, r.category)
+                for r in session.scalars(select(Report))
+            ),
+            "timeline": sorted(
+                (numbers[e.incident_id], e.kind, e.detail) for e in session.scalars(select(IncidentEvent))
+            ),
+            "outbox": sorted(
+                session.execute(
+                    select(OutboundMessage.recipient, OutboundMessage.purpose, OutboundMessage.body)
+                ).all()
+            ),
+            "inbound": session.execute(
+                select(InboundMessage.sender, InboundMessage.state, InboundMessage.sender_kind).order_by(
+                    InboundMessage.received_at
+                )
+            ).all(),
+            "focal_points": sorted(session.execute(select(FocalPoint.phone, FocalPoint.status)).all()),
+        }
+
+
+NOW = T0 + timedelta(minutes=1)
+
+
+def one_at_a_time(database, ids) -> list[str]:
+    decisions = []
+    for message_id in ids:
+        with database.session() as session:
+            decisions.append(process_message(session, message_id, now=NOW, settings=SETTINGS).decision)
+    return decisions
+
+
+def all_in_one_batch(database, ids) -> list[str]:
+    with database.session() as session:
+        messages = session.scalars(
+            select(InboundMessage).where(InboundMessage.id.in_(ids)).order_by(InboundMessage.received_at)
+        ).all()
+        return [o.decision for o in process_messages(session, messages, now=NOW, settings=SETTINGS)]
+
+
+def engine_batches_of_four(database, ids) -> list[str]:
+    decisions: list[str] = []
+
+    def one(session, message_id, now):
+        raise AssertionError("no batch should fail")
+
+    def batch(session, messages, now):
+        decisions.extend(o.decision for o in process_messages(session, messages, now=now, settings=SETTINGS))
+
+    assert retry_unprocessed(
+        database, NOW, one, grace=timedelta(0), process_batch=batch, batch_size=4
+    ) == len(ids)
+    return decisions
+
+
+def run(database, mode) -> tuple[list[str], dict[str, list]]:
+    empty_database(database)
+    who = build_network(database)
+    ids = store_script(database, who)
+    decisions = mode(database, ids)
+    return decisions, snapshot(database)
+
+
+def test_a_batch_decides_exactly_what_one_message_at_a_time_decides(database):
+    alone_decisions, alone = run(database, one_at_a_time)
+    # The script exercises what a batch must carry from one message to the next.
+    assert sum(d.startswith("opened incident") for d in alone_decisions) >= 3
+    assert any(d.startswith("repeat") for d in alone_decisions)
+    assert "rate limited" in alone_decisions
+    assert any(d.startswith("registration pending") for d in alone_decisions)
+    assert any("acknowledged" in d for d in alone_decisions)
+    assert any(upgraded for _, kind, upgraded in alone["timeline"] if kind == "upgraded")
+    second = alone["inbound"][2].sender
+    replies = [r for r in alone["outbox"] if r.recipient == second and r.purpose in AUTOMATIC_REPLIES]
+    assert len(replies) == SETTINGS.reply_cap_per_hour
+
+    for mode in (all_in_one_batch, engine_batches_of_four):
+        decisions, state = run(database, mode)
+        assert decisions == alone_decisions, mode.__name__
+        for key, value in alone.items():
+            assert state[key] == value, (mode.__name__, key)
+
+
+def test_a_failing_batch_is_rolled_back_and_its_messages_processed_one_at_a_time(database, caplog):
+    who = build_network(database)
+    ids = store_script(database, who, first=6)
+    broken = ids[3]
+    batches: list[list[int]] = []
+
+    def batch(session, messages, now):
+        batches.append([m.id for m in messages])
+        if broken in batches[-1]:
+
+            def commit():
+                session.flush()  # all the batch's work is in the transaction, then it fails
+                raise RuntimeError("the batch's commit failed")
+
+            session.commit = commit
+        return process_messages(session, messages, now=now, settings=SETTINGS)
+
+    def one(session, message_id, now):
+        if message_id == broken:
+            raise RuntimeError("this one message cannot be processed")
+        process_message(session, message_id, now=now, settings=SETTINGS)
+
+    assert retry_unprocessed(database, NOW, one, grace=timedelta(0), process_batch=batch, batch_size=4) == 5
+
+    assert batches == [ids[:4], ids[4:]]
+    with database.read_sessionmaker() as session:
+        states = dict(session.execute(select(InboundMessage.id, InboundMessage.state)).all())
+        assert states[broken] == InboundState.FAILED
+        assert all(states[i] == InboundState.PROCESSED for i in ids if i != broken)
+        # Processed once each: the rolled-back batch left no report behind.
+        assert sorted(session.scalars(select(Report.inbound_message_id))) == [i for i in ids if i != broken]
+    assert "a batch of 4 inbound messages failed with RuntimeError" in caplog.text
+
+
+@pytest.mark.parametrize("size", [1, 2, 50])
+def test_the_engine_takes_messages_oldest_first_in_batches_of_the_configured_size(database, size):
+    who = build_network(database)
+    ids = store_script(database, who)
+    seen: list[list[int]] = []
+
+    def batch(session, messages, now):
+        seen.append([m.id for m in messages])
+        process_messages(session, messages, now=now, settings=SETTINGS)
+
+    retry_unprocessed(database, NOW, None, grace=timedelta(0), process_batch=batch, batch_size=size)  # type: ignore[arg-type]
+
+    assert [i for chunk in seen for i in chunk] == ids
+    assert all(len(chunk) <= size for chunk in seen)
+    assert len(seen) == -(-len(ids) // size)
