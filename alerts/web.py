@@ -79,9 +79,16 @@ def _template_helpers() -> dict[str, object]:
     }
 
 
-def wake_engine() -> None:
-    """Tell the escalation engine there is new work (the factory registers how)."""
-    for wake in current_app.extensions.get("alerts_wakeups", ()):
+def notify_channel() -> str | None:
+    """The PostgreSQL channel to NOTIFY in a transaction that leaves workers elsewhere work, if any."""
+    return current_app.extensions.get("alerts_notify_channel")
+
+
+def wake_engine(*, notified: bool = False) -> None:
+    """Tell the escalation engine there is new work (the factory registers how): the engine in this
+    process, and workers in others unless the transaction already notified them."""
+    remote = () if notified else current_app.extensions.get("alerts_remote_wakeups", ())
+    for wake in (*current_app.extensions.get("alerts_wakeups", ()), *remote):
         try:
             wake()
         except Exception:  # the work is in the database; the next tick picks it up anyway

@@ -227,7 +227,10 @@ def register(app: Flask) -> None:
     """Composition: the engine, its wake-up hooks, and the worker commands."""
     engine = Engine.from_app(app)
     app.extensions["alerts_engine"] = engine
-    wakeups = app.extensions.setdefault("alerts_wakeups", [])
-    wakeups.append(engine.wake)
-    if not app.config["SCHEDULER_ENABLED"]:
-        wakeups.append(partial(notify_workers, app.extensions["alerts_db"]))
+    app.extensions.setdefault("alerts_wakeups", []).append(engine.wake)
+    database = app.extensions["alerts_db"]
+    if not app.config["SCHEDULER_ENABLED"] and database.is_postgresql:
+        # Worker processes elsewhere: a commit that leaves them work tells them through PostgreSQL, in
+        # its own transaction where it can (store_inbound's `notify`), else right after.
+        app.extensions["alerts_notify_channel"] = WAKEUP_CHANNEL
+        app.extensions.setdefault("alerts_remote_wakeups", []).append(partial(notify_workers, database))

@@ -15,7 +15,7 @@ from alerts import pipeline
 from alerts.delivery import apply_delivery_report
 from alerts.inbound import InboundForm, describe_error, log_processing_failure, mark_failed, store_inbound
 from alerts.phones import InvalidPhone, mask_phone, to_e164
-from alerts.web import request_session, wake_engine
+from alerts.web import notify_channel, request_session, wake_engine
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def store_and_process(form: InboundForm, now: datetime, *, inline: bool = False)
     the provider's answer must carry the receipt, it is processed here. A failure keeps it for retry."""
     session = request_session()
     try:
-        message_id, created = store_inbound(session, form)
+        message_id, created = store_inbound(session, form, notify=notify_channel())
     except SQLAlchemyError as exc:
         session.rollback()
         # The error's text carries the SQL parameters (the sender and the text): only its type is logged.
@@ -220,7 +220,7 @@ def wake_engine_for(handled: Handled) -> None:
     outcome = handled.outcome
     if outcome is None:
         if handled.created:  # stored, not processed yet: the engine's next run is now
-            wake_engine()
+            wake_engine(notified=True)  # other processes' workers heard it from the commit
         return
     if outcome.incident_number is not None or outcome.reply_outbound_id is not None:
         wake_engine()

@@ -12,6 +12,7 @@ from alerts import pipeline
 from alerts.inbound import retry_unprocessed
 from alerts.models import FocalPoint, InboundMessage, OutboundMessage
 from alerts.states import InboundState, OutboundState
+from tests.conftest import postgresql_only
 from tests.webhooks.conftest import (
     FOCAL_POINT_PHONE,
     OUR_NUMBER,
@@ -390,3 +391,22 @@ def test_a_status_callback_without_a_status_is_a_400(client):
     response = post_twilio(client, STATUS, {"MessageSid": "SM1"})
 
     assert (response.status_code, response.text) == (400, "missing field: MessageStatus\n")
+
+
+@postgresql_only
+def test_a_new_message_wakes_the_workers_of_other_processes_with_its_commit(app, client, database):
+    """Production: web processes without a scheduler; the message's own transaction NOTIFYs the workers."""
+    import psycopg
+
+    from escalation.scheduler import WAKEUP_CHANNEL
+
+    url = database.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url, autocommit=True) as listener:
+        listener.execute(f"LISTEN {WAKEUP_CHANNEL}")
+        form = twilio_sms_form(sid="SM" + "c" * 32)
+        assert post_twilio(client, SMS, form).status_code == 200
+        heard = [n.channel for n in listener.notifies(timeout=5, stop_after=1)]
+        assert heard == [WAKEUP_CHANNEL]
+
+        assert post_twilio(client, SMS, form).status_code == 200  # a provider's retry: nothing new
+        assert list(listener.notifies(timeout=0.5)) == []
