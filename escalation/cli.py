@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -22,8 +23,22 @@ from alerts.web import get_database
 @click.command("worker")
 @with_appcontext
 @click.option("--tick", default=1.0, show_default=True, help="Seconds between two runs of each job.")
-def worker_command(tick: float) -> None:
-    """Run the escalation scheduler in the foreground (one or many per deployment)."""
+@click.option(
+    "--nice",
+    type=click.IntRange(0, 19),
+    default=None,
+    help="CPU priority below the web workers' (default: WORKER_NICE, 10; 0 for none).",
+)
+def worker_command(tick: float, nice: int | None) -> None:
+    """Run the escalation scheduler in the foreground (one or many per deployment).
+
+    On a machine it shares with the web workers, the worker runs at a lower CPU priority: in a burst the
+    webhooks, which a provider times out, go first, and the stored messages are processed from the
+    CPU they leave; when the webhooks are quiet the worker has all of it.
+    """
+    increment = current_app.config["WORKER_NICE"] if nice is None else nice
+    if increment:
+        os.nice(increment)
     engine = current_app.extensions["alerts_engine"]
     engine.build_scheduler(blocking=True, tick_seconds=tick)
     signal.signal(signal.SIGTERM, lambda *_: engine.shutdown())
