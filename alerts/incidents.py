@@ -25,6 +25,11 @@ from alerts.outbox import enqueue
 from alerts.states import IncidentStatus, StepState
 from alerts.texts import render
 
+# Row locks on incidents are FOR NO KEY UPDATE: they serialise changes to an incident without blocking the
+# foreign-key checks of rows that refer to it (reports, timeline, outbox), which FOR UPDATE would, and which
+# let two workers deadlock, each holding one incident and inserting a row about the other's.
+INCIDENT_LOCK = {"key_share": True}
+
 CLOSED = frozenset({IncidentStatus.RESOLVED, IncidentStatus.FALSE_ALARM, IncidentStatus.MERGED})
 
 
@@ -66,7 +71,7 @@ def record(
 def find_by_number(session: Session, number: int, *, for_update: bool = False) -> Incident:
     statement = select(Incident).where(Incident.number == number)
     if for_update:
-        statement = statement.with_for_update()
+        statement = statement.with_for_update(key_share=True)
     incident = session.scalar(statement)
     if incident is None:
         raise IncidentNotFound(number)
@@ -315,7 +320,7 @@ def updates_due(session: Session, now: datetime, throttle: timedelta) -> list[In
                 (Incident.last_update_at.is_(None)) | (Incident.last_update_at <= now - throttle),
             )
             .order_by(Incident.id)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
             .limit(100)
         )
     )

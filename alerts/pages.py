@@ -145,7 +145,7 @@ def act(number: int, action: str) -> Any:
     found = queries.visible_incident(db, viewer, number)
     if found is None:
         abort(404)
-    db.refresh(found, with_for_update=True)
+    db.refresh(found, with_for_update=incidents.INCIDENT_LOCK)
     now = datetime.now(UTC)
     actor = _actor(viewer)
     user = db.get(User, viewer.id)

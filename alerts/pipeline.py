@@ -131,6 +131,10 @@ class _Batch:
     # to be repeated by one of its messages.
     recent_reports: list[tuple[int | None, int | None, datetime, str]] = field(default_factory=list)
     _reporters: dict[int, set[int]] = field(default_factory=dict)
+    # Candidate incidents read for a place and dedup rules: (the `since` they were read for, rows).
+    nearby: dict[tuple[float, float, float, timedelta], tuple[datetime, list[Incident]]] = field(
+        default_factory=dict
+    )
     _gazetteer: Gazetteer | None = None
     _zones: list[ZoneArea] | None = None
     _zone_rows: dict[int, Zone] = field(default_factory=dict)
@@ -219,7 +223,7 @@ class _Batch:
         if incident_id in self.locked:
             return self.incidents[incident_id]
         with self.session.no_autoflush:
-            incident = self.session.get(Incident, incident_id, with_for_update=True)
+            incident = self.session.get(Incident, incident_id, with_for_update=incidents.INCIDENT_LOCK)
         if incident is None:
             raise LookupError(f"incident {incident_id} vanished during matching")
         self.locked.add(incident_id)
@@ -574,19 +578,28 @@ def _candidates(batch: _Batch, report: NewReport, rules: DedupRules) -> list[Can
     session = batch.session
     min_lat, max_lat, min_lon, max_lon = bounding_box(report.lat, report.lon, rules.distance_km)
     since = report.received_at - rules.window
-    with session.no_autoflush:
-        rows = session.scalars(
-            select(Incident)
-            .where(
-                Incident.status.in_(OPEN_STATES),
-                Incident.merged_into_id.is_(None),
-                Incident.last_report_at >= since,
-                Incident.lat.between(min_lat, max_lat),
-                Incident.lon.between(min_lon, max_lon),
-            )
-            .order_by(Incident.last_report_at.desc())
-            .limit(MAX_CANDIDATES)
-        ).all()
+    # Reports of one event mostly name the same place: the batch asks once per place and rules. Rows read
+    # for an earlier `since` are a superset (filtered again below); nobody else matches meanwhile (the
+    # batch holds the matching lock), and what the batch itself changes is in `batch.incidents`.
+    key = (report.lat, report.lon, rules.distance_km, rules.window)
+    cached = batch.nearby.get(key)
+    if cached is not None and cached[0] <= since:
+        rows = cached[1]
+    else:
+        with session.no_autoflush:
+            rows = session.scalars(
+                select(Incident)
+                .where(
+                    Incident.status.in_(OPEN_STATES),
+                    Incident.merged_into_id.is_(None),
+                    Incident.last_report_at >= since,
+                    Incident.lat.between(min_lat, max_lat),
+                    Incident.lon.between(min_lon, max_lon),
+                )
+                .order_by(Incident.last_report_at.desc())
+                .limit(MAX_CANDIDATES)
+            ).all()
+        batch.nearby[key] = (since, rows)
     found = {i.id: i for i in rows} | batch.incidents
     live = sorted(
         (

@@ -76,7 +76,7 @@ def plan_escalations(session: Session, now: datetime) -> int:
         select(Incident)
         .where(Incident.status == IncidentStatus.OPEN, Incident.policy_snapshot.is_(None))
         .order_by(Incident.id)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
         .limit(100)
     ).all()
     for incident in waiting:
@@ -185,7 +185,9 @@ def _run_step(session: Session, step: EscalationStep, now: datetime) -> StepResu
     # Another worker busy with a sibling step of this incident keeps its row: come back to this one later
     # rather than wait for that worker's whole batch (PostgreSQL; SQLite has one writer at a time anyway).
     incident = session.scalar(
-        select(Incident).where(Incident.id == step.incident_id).with_for_update(skip_locked=True)
+        select(Incident)
+        .where(Incident.id == step.incident_id)
+        .with_for_update(skip_locked=True, key_share=True)
     )
     if incident is None:
         step.state, step.claimed_by, step.claimed_at = StepState.PENDING, None, None

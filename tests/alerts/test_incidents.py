@@ -13,7 +13,7 @@ from alerts.states import IncidentStatus, StepState
 from escalation.engine import send_updates, sweep
 from tests import factories
 from tests.alerts.test_pipeline import PLACES, receive
-from tests.conftest import T0
+from tests.conftest import T0, postgresql_only
 
 
 @pytest.fixture
@@ -126,3 +126,24 @@ def test_merge_and_split_commands_for_coordinators(app, session, net):
         select(IncidentEvent.actor).where(IncidentEvent.kind.in_(["merged_incident", "split"]))
     )
     assert set(actors) == {"coordinator alice"}
+
+
+@postgresql_only
+def test_holding_an_incident_does_not_block_another_transaction_writing_rows_about_it(database):
+    """Two workers each holding one incident and writing a row about the other's deadlocked (the soak found
+    it): an incident's lock must not block the foreign-key check of a report, timeline line or SMS."""
+    from sqlalchemy import text
+
+    with database.session() as setup:
+        number = factories.incident(setup, factories.zone(setup)).number
+        setup.commit()
+    with database.session() as holder, database.session() as writer:
+        incident = incidents.find_by_number(holder, number, for_update=True)
+        holder.execute(text("SELECT 1"))  # the lock is held until `holder` ends
+        writer.execute(text("SET LOCAL lock_timeout = '5s'"))
+        incidents.record(writer, incident, "note", "written while another worker holds the incident", T0)
+        writer.commit()  # with FOR UPDATE this waited for the holder, and failed after lock_timeout
+        holder.commit()
+    with database.read_sessionmaker() as session:
+        kinds = session.scalars(select(IncidentEvent.kind).where(IncidentEvent.incident_id == incident.id))
+        assert list(kinds) == ["note"]
