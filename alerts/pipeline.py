@@ -143,6 +143,9 @@ class _Batch:
     def load(
         cls, session: Session, messages: Sequence[InboundMessage], now: datetime, settings: PipelineSettings
     ) -> _Batch:
+        # The matching lock comes first, before this transaction holds any row lock: a transaction that
+        # updated a focal point and then waited for it would deadlock with the holder updating the same one.
+        _lock_matching(session)
         senders = {m.sender for m in messages}
         focal_points = {
             f.phone: f for f in session.scalars(select(FocalPoint).where(FocalPoint.phone.in_(senders)))
@@ -170,6 +173,7 @@ class _Batch:
             times.sort()
         replies = ReplyBook.load(session, (_reply_key(m) for m in messages), senders, now)
         batch = cls(session, now, settings, messages, focal_points, responders, replies, recent)
+        batch.matching_serialised = True
         if focal_points:
             batch.recent_reports = [
                 (r.incident_id, r.focal_point_id, r.received_at, r.text)
@@ -250,14 +254,18 @@ class _Batch:
         return {f for f in self._reporters[incident_id] | here if f is not None}
 
     def serialise_matching(self) -> None:
-        """Matching reads then writes: two workers must not both open an incident for one event. Held to
-        the end of the transaction, so once per batch."""
-        if self.matching_serialised:
-            return
-        if self.session.get_bind().dialect.name == "postgresql":
-            self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('alerts.dedup'))"))
-        # SQLite: every transaction starts with BEGIN IMMEDIATE, which already serialises writers.
-        self.matching_serialised = True
+        """Matching reads then writes: two workers must not both open an incident for one event."""
+        if not self.matching_serialised:
+            _lock_matching(self.session)
+            self.matching_serialised = True
+
+
+def _lock_matching(session: Session) -> None:
+    """The matching lock, held to the end of the transaction (PostgreSQL; on SQLite every transaction
+    starts with BEGIN IMMEDIATE, which already serialises writers)."""
+    if session.get_bind().dialect.name == "postgresql":
+        with session.no_autoflush:
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtext('alerts.dedup'))"))
 
 
 def _reply_key(message: InboundMessage) -> str:

@@ -71,6 +71,7 @@ class Engine:
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
         self._woken = threading.Event()
+        self._pumping = threading.Event()  # a pump is running: a wake-up only asks it for another pass
 
     @classmethod
     def from_app(cls, app: Flask) -> Engine:
@@ -130,12 +131,16 @@ class Engine:
         so the pass repeats while there was work or a wake-up, up to a bound that keeps the job fair.
         """
         done = 0
-        for _ in range(MAX_PUMP_PASSES):
-            self._woken.clear()
-            work = self.process_inbound() + self.escalate()
-            done += work
-            if not work and not self._woken.is_set():
-                break
+        self._pumping.set()
+        try:
+            for _ in range(MAX_PUMP_PASSES):
+                self._woken.clear()
+                work = self.process_inbound() + self.escalate()
+                done += work
+                if not work and not self._woken.is_set():
+                    break
+        finally:
+            self._pumping.clear()
         return done
 
     def run_once(self) -> tuple[int, DispatchStats]:
@@ -169,10 +174,14 @@ class Engine:
         return scheduler
 
     def wake(self) -> None:
-        """Run the jobs now instead of at the next tick."""
+        """Run the jobs now instead of at the next tick.
+
+        While a pump runs, the wake-up only makes it take another pass (a burst of webhooks notifies once
+        per message; asking the scheduler each time would only have it skip the run, and say so).
+        """
         self._woken.set()
         scheduler = self.scheduler
-        if scheduler is None or not scheduler.running:
+        if scheduler is None or not scheduler.running or self._pumping.is_set():
             return
         now = datetime.now(UTC)
         for job_id in ("pump", "dispatch"):

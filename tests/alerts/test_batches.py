@@ -3,6 +3,7 @@ at a time decides: every later message sees what the earlier ones of its batch d
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from itertools import count
 
@@ -24,7 +25,7 @@ from alerts.outbox import AUTOMATIC_REPLIES
 from alerts.pipeline import PipelineSettings, process_message, process_messages
 from alerts.states import InboundState
 from tests import factories
-from tests.conftest import T0, empty_database
+from tests.conftest import T0, empty_database, postgresql_only
 
 # Small limits, so that the rate limit and the reply cap are reached inside one batch.
 SETTINGS = PipelineSettings(sender_rate_limit=3, reply_cap_per_hour=2)
@@ -251,3 +252,42 @@ def test_the_engine_takes_messages_oldest_first_in_batches_of_the_configured_siz
     assert [i for chunk in seen for i in chunk] == ids
     assert all(len(chunk) <= size for chunk in seen)
     assert len(seen) == -(-len(ids) // size)
+
+
+@postgresql_only
+def test_a_batch_waits_for_the_matching_lock_before_it_holds_any_row(database):
+    """A batch that updated a focal point and then waited for the matching lock deadlocked with the batch
+    holding that lock and updating the same focal point (the soak found it)."""
+    import threading
+
+    from sqlalchemy import text, update
+
+    from alerts.pipeline import _lock_matching
+
+    who = build_network(database)
+    [message_id] = store_script(database, who, first=1)
+    outcome: list[object] = []
+
+    def second_worker() -> None:
+        with database.session() as session:
+            messages = session.scalars(select(InboundMessage).where(InboundMessage.id == message_id)).all()
+            try:
+                outcome.extend(process_messages(session, messages, now=NOW, settings=SETTINGS))
+            except Exception as exc:  # reported below, in the test's thread
+                outcome.append(exc)
+
+    with database.session() as holder:
+        _lock_matching(holder)  # a first worker's batch, mid-way
+        worker = threading.Thread(target=second_worker)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not holder.scalar(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        ):
+            time.sleep(0.01)  # polling until the second worker waits, not waiting for time to pass
+        holder.execute(text("SET LOCAL lock_timeout = '5s'"))
+        holder.execute(update(FocalPoint).where(FocalPoint.phone == who["first"]).values(last_seen_at=T0))
+        holder.commit()
+    worker.join(timeout=30)
+
+    assert [getattr(o, "decision", o) for o in outcome] == ["opened incident 1"]

@@ -236,3 +236,30 @@ def test_two_workers_on_one_postgresql_never_send_a_step_twice(session, database
     assert len(keys) == len(set(keys))
     per_step = {"1": 2, "2": 1, "3": 1}
     assert len(pages) == sum(per_step[str(s.tier)] for s in steps)
+
+
+def test_a_wake_up_during_a_pump_asks_it_for_another_pass_and_an_idle_one_runs_it_now(app, monkeypatch):
+    """A burst of webhooks notifies once per message: while the pump runs, each only asks it for one more
+    pass (asking the scheduler would have it skip the run and log a warning each time)."""
+    engine = app.extensions["alerts_engine"]
+    scheduler = engine.build_scheduler(tick_seconds=3600)
+    scheduler.start(paused=True)
+    try:
+        planned = scheduler.get_job("pump").next_run_time
+        passes: list[int] = []
+
+        def process_inbound() -> int:
+            passes.append(len(passes))
+            if len(passes) == 1:
+                engine.wake()  # a NOTIFY arriving mid-pass
+            return 0
+
+        monkeypatch.setattr(engine, "process_inbound", process_inbound)
+        engine.pump()
+        assert passes == [0, 1]
+        assert scheduler.get_job("pump").next_run_time == planned
+
+        engine.wake()  # nothing running: the next run is now, not at the next tick
+        assert scheduler.get_job("pump").next_run_time < planned
+    finally:
+        scheduler.shutdown(wait=False)
