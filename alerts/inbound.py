@@ -45,21 +45,25 @@ class InboundForm:
     channel: str = "sms"
 
 
-@lru_cache(maxsize=4)
-def _insert_ignoring_duplicates(dialect: str) -> Insert | None:
+@lru_cache(maxsize=8)
+def _insert_ignoring_duplicates(dialect: str, notify: str | None = None) -> Insert | None:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id where the dialect has it, else None.
 
-    Built once per dialect and executed with the row as parameters: building it per message costs more than
-    the insert itself.
+    With `notify` (PostgreSQL), RETURNING also calls pg_notify for the row inserted, so a new message wakes
+    the workers in the same statement and a duplicate wakes nobody. Built once per dialect and executed with
+    the row as parameters: building it per message costs more than the insert itself.
     """
     dialect_insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
     if dialect_insert is None:
         return None
     table = InboundMessage.__table__
+    returning = [table.c.id]
+    if notify and dialect == "postgresql":
+        returning.append(func.pg_notify(notify, "").label("notified"))
     return (
         dialect_insert(table)
         .on_conflict_do_nothing(index_elements=["provider", "provider_message_id"])
-        .returning(table.c.id)
+        .returning(*returning)
     )
 
 
@@ -91,11 +95,9 @@ def store_inbound(session: Session, form: InboundForm, notify: str | None = None
         "raw": dict(form.raw),
         "state": InboundState.RECEIVED,
     }
-    statement = _insert_ignoring_duplicates(session.get_bind().dialect.name)
+    statement = _insert_ignoring_duplicates(session.get_bind().dialect.name, notify)
     if statement is not None:
         new_id = session.scalars(statement, values).one_or_none()
-        if new_id is not None and notify and session.get_bind().dialect.name == "postgresql":
-            session.execute(select(func.pg_notify(notify, "")))
         if new_id is None:
             # The conflicting row is committed (PostgreSQL waited for it; SQLite serialises writers).
             message_id = _existing_id(session, form.provider, form.provider_message_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import phonenumbers
 
 
@@ -9,8 +11,13 @@ class InvalidPhone(ValueError):
     """A phone number that cannot be a real subscriber number."""
 
 
+@lru_cache(maxsize=8192)
 def to_e164(raw: str, default_region: str = "CD") -> str:
-    """Normalise a number as written (local or international) to E.164, or raise InvalidPhone."""
+    """Normalise a number as written (local or international) to E.164, or raise InvalidPhone.
+
+    Remembered (an invalid number is not): the same few thousand focal points and our own numbers come
+    back with every webhook, and parsing is a good part of the webhook's own cost.
+    """
     cleaned = (raw or "").strip()
     if cleaned.startswith("00"):
         cleaned = "+" + cleaned[2:]
