@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from alerts.models import OutboundMessage
@@ -44,6 +44,7 @@ class ReplyBook:
     taken_keys: set[str]
     checked_recipients: frozenset[str]
     replies_last_hour: Counter[str] = field(default_factory=Counter)
+    prefixes: tuple[str, ...] = ()  # every key starting with one of these was loaded too
 
     @classmethod
     def load(
@@ -76,8 +77,35 @@ class ReplyBook:
             )
         return cls(now, keys, taken, recipients, counts)
 
+    @classmethod
+    def load_for_steps(cls, session: Session, step_ids: Iterable[int], now: datetime) -> ReplyBook:
+        """The pages escalation steps already wrote (keys `page:<step>:<responder>`), for a batch of steps."""
+        ids = list(step_ids)
+        taken = (
+            set(
+                session.scalars(
+                    select(OutboundMessage.idempotency_key).where(OutboundMessage.escalation_step_id.in_(ids))
+                )
+            )
+            if ids
+            else set()
+        )
+        return cls(now, frozenset(), taken, frozenset(), prefixes=tuple(f"page:{i}:" for i in ids))
+
+    @classmethod
+    def load_with_prefixes(cls, session: Session, prefixes: Iterable[str], now: datetime) -> ReplyBook:
+        """Every key starting with one of `prefixes` already in the outbox (one query for a batch)."""
+        prefixes = tuple(prefixes)
+        taken: set[str] = set()
+        if prefixes:
+            condition = or_(
+                *(OutboundMessage.idempotency_key.startswith(p, autoescape=True) for p in prefixes)
+            )
+            taken = set(session.scalars(select(OutboundMessage.idempotency_key).where(condition)))
+        return cls(now, frozenset(), taken, frozenset(), prefixes=prefixes)
+
     def key_taken(self, session: Session, key: str) -> bool:
-        if key in self.checked_keys:
+        if key in self.checked_keys or key.startswith(self.prefixes):
             return key in self.taken_keys
         return _key_taken(session, key)
 

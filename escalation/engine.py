@@ -8,12 +8,13 @@ so several workers never run the same step. Pages are written to the outbox in t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts import incidents
 from alerts.models import (
@@ -26,7 +27,7 @@ from alerts.models import (
     Zone,
     responder_zones,
 )
-from alerts.outbox import enqueue
+from alerts.outbox import ReplyBook, enqueue
 from alerts.phones import mask_phone
 from alerts.states import IncidentStatus, StepState
 from alerts.texts import render
@@ -64,6 +65,13 @@ def policy_for(session: Session, zone_id: int | None, severity: str) -> Escalati
             (EscalationPolicy.zone_id == zone_id) | EscalationPolicy.zone_id.is_(None),
         )
     ).all()
+    return _policy_among(candidates, zone_id, severity)
+
+
+def _policy_among(
+    policies: Iterable[EscalationPolicy], zone_id: int | None, severity: str
+) -> EscalationPolicy:
+    candidates = [p for p in policies if p.severity == severity and p.zone_id in (zone_id, None)]
     for policy in sorted(candidates, key=lambda p: p.zone_id is None):
         return policy
     raise NoPolicy(f"no escalation policy for severity {severity}")
@@ -79,25 +87,27 @@ def plan_escalations(session: Session, now: datetime) -> int:
         .with_for_update(skip_locked=True, key_share=True)
         .limit(100)
     ).all()
+    policies = list(session.scalars(select(EscalationPolicy))) if waiting else []
     for incident in waiting:
         try:
-            policy = policy_for(session, incident.zone_id, incident.severity)
+            policy = _policy_among(policies, incident.zone_id, incident.severity)
             steps = parse_policy(policy.steps)
         except (NoPolicy, PolicyError) as exc:
             # Never leave an incident unescalated because of a broken policy: page every tier now.
             log.error("incident %s: %s; paging every tier", incident.number, exc)
             steps = parse_policy([{"tier": 1}, {"tier": 2}, {"tier": 3}])
             incidents.record(session, incident, "policy_error", f"{exc}; paging every tier at once", now)
-        # Older generations (before an upgrade) stop: the stricter policy replaces them.
-        session.execute(
-            update(EscalationStep)
-            .where(
-                EscalationStep.incident_id == incident.id,
-                EscalationStep.generation < incident.escalation_generation,
-                EscalationStep.state == StepState.PENDING,
+        if incident.escalation_generation > 0:
+            # Older generations (before an upgrade) stop: the stricter policy replaces them.
+            session.execute(
+                update(EscalationStep)
+                .where(
+                    EscalationStep.incident_id == incident.id,
+                    EscalationStep.generation < incident.escalation_generation,
+                    EscalationStep.state == StepState.PENDING,
+                )
+                .values(state=StepState.CANCELLED, outcome="replaced by a newer policy", done_at=now)
             )
-            .values(state=StepState.CANCELLED, outcome="replaced by a newer policy", done_at=now)
-        )
         incident.policy_snapshot = [step.as_dict() for step in steps]
         for step in plan(steps, now):
             session.add(
@@ -132,6 +142,39 @@ class StepResult:
     paged: int
 
 
+@dataclass
+class _Run:
+    """What the steps of one transaction share, read once: zones, who is on duty per zone and tier, the
+    report counts their page texts quote, and the pages they already wrote. (Acknowledgements are read
+    per step, under the incident's lock: one that just arrived must stop the step.)"""
+
+    session: Session
+    now: datetime
+    zones: dict[int, Zone]
+    report_counts: dict[int, int]
+    pages: ReplyBook | None = None
+    _on_duty: dict[tuple[int | None, int], list[Responder]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, session: Session, now: datetime, incident_ids: Iterable[int]) -> _Run:
+        ids = list(set(incident_ids))
+        zones = {z.id: z for z in session.scalars(select(Zone))}  # held here, so session.get finds them
+        counts = dict(
+            session.execute(
+                select(Report.incident_id, func.count())
+                .where(Report.incident_id.in_(ids), Report.is_repeat.is_(False))
+                .group_by(Report.incident_id)
+            ).all()
+        )
+        return cls(session, now, zones, {i: counts.get(i, 0) for i in ids})
+
+    def on_duty(self, incident: Incident, tier: int) -> list[Responder]:
+        key = (incident.zone_id if tier < 3 else None, tier)
+        if key not in self._on_duty:
+            self._on_duty[key] = responders_on_duty(self.session, incident, tier, self.now)
+        return self._on_duty[key]
+
+
 def responders_on_duty(session: Session, incident: Incident, tier: int, now: datetime) -> list[Responder]:
     """Active responders of a tier for the incident's zone (tier 3 covers every zone) on duty now."""
     statement = (
@@ -149,12 +192,17 @@ def responders_on_duty(session: Session, incident: Incident, tier: int, now: dat
     ]
 
 
-def page_text(session: Session, incident: Incident, language: str, key: str = "page") -> str:
-    reports = session.scalar(
-        select(func.count())
-        .select_from(Report)
-        .where(Report.incident_id == incident.id, Report.is_repeat.is_(False))
-    )
+def page_text(
+    session: Session, incident: Incident, language: str, key: str = "page", run: _Run | None = None
+) -> str:
+    if run is not None and incident.id in run.report_counts:
+        reports = run.report_counts[incident.id]
+    else:
+        reports = session.scalar(
+            select(func.count())
+            .select_from(Report)
+            .where(Report.incident_id == incident.id, Report.is_repeat.is_(False))
+        )
     zone = session.get(Zone, incident.zone_id) if incident.zone_id else None
     place = incident.place_name or (zone.name if zone else "?")
     if incident.category == "unknown" and key == "page":
@@ -181,7 +229,8 @@ def page_text(session: Session, incident: Incident, language: str, key: str = "p
     )
 
 
-def _run_step(session: Session, step: EscalationStep, now: datetime) -> StepResult | None:
+def _run_step(run: _Run, step: EscalationStep) -> StepResult | None:
+    session, now = run.session, run.now
     # Another worker busy with a sibling step of this incident keeps its row: come back to this one later
     # rather than wait for that worker's whole batch (PostgreSQL; SQLite has one writer at a time anyway).
     incident = session.scalar(
@@ -196,14 +245,14 @@ def _run_step(session: Session, step: EscalationStep, now: datetime) -> StepResu
         return _finish(step, StepState.CANCELLED, "stale: the incident was upgraded", now)
     if incident.status in incidents.CLOSED:
         return _finish(step, StepState.CANCELLED, f"incident {incident.status}", now)
-    already_acked = incidents.acknowledged_by(session, incident)
+    already_acked = incidents.acknowledged_by(session, incident)  # read under the incident's lock
     acks = len(already_acked)
     if incident.status == IncidentStatus.ACKNOWLEDGED and acks >= step.quorum:
         return _finish(step, StepState.CANCELLED, f"acknowledged ({acks} of {step.quorum})", now)
 
     tier, responders = step.tier, []
     while tier <= 3:
-        responders = responders_on_duty(session, incident, tier, now)
+        responders = run.on_duty(incident, tier)
         if responders:
             break
         incidents.record(
@@ -220,7 +269,7 @@ def _run_step(session: Session, step: EscalationStep, now: datetime) -> StepResu
         if responder.id in already_acked:
             continue
         if responder.language not in texts:
-            texts[responder.language] = page_text(session, incident, responder.language)
+            texts[responder.language] = page_text(session, incident, responder.language, run=run)
         queued = enqueue(
             session,
             recipient=responder.phone,
@@ -231,6 +280,7 @@ def _run_step(session: Session, step: EscalationStep, now: datetime) -> StepResu
             incident_id=incident.id,
             responder_id=responder.id,
             escalation_step_id=step.id,
+            book=run.pages,
         )
         if queued.message is not None:
             paged.append(responder)
@@ -264,21 +314,36 @@ def run_due_steps(session: Session, now: datetime, worker: str, limit: int = 50)
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    results = []
-    for step in due:
-        # The conditional update is the claim on SQLite (no row locks); PostgreSQL locked the row already.
-        claimed = session.execute(
+    if not due:
+        session.commit()
+        return []
+    # The conditional update is the claim on SQLite (no row locks); PostgreSQL locked the rows already.
+    claimed = set(
+        session.scalars(
             update(EscalationStep)
-            .where(EscalationStep.id == step.id, EscalationStep.state == StepState.PENDING)
+            .where(
+                EscalationStep.id.in_([step.id for step in due]), EscalationStep.state == StepState.PENDING
+            )
             .values(state=StepState.CLAIMED, claimed_by=worker, claimed_at=now)
+            .returning(EscalationStep.id)
             .execution_options(synchronize_session=False)
-        ).rowcount
-        if claimed != 1:
-            continue
-        session.refresh(step)
-        result = _run_step(session, step, now)
-        if result is not None:
-            results.append(result)
+        )
+    )
+    steps = [step for step in due if step.id in claimed]
+    for step in steps:  # what the update wrote, without reading it back
+        set_committed_value(step, "state", StepState.CLAIMED)
+        set_committed_value(step, "claimed_by", worker)
+        set_committed_value(step, "claimed_at", now)
+    run = _Run.load(session, now, (step.incident_id for step in steps))
+    run.pages = ReplyBook.load_for_steps(session, [step.id for step in steps], now)
+    results = []
+    # The steps' pages and timeline lines are written together at the commit: nothing a step reads (its
+    # incident, acknowledgements, who is on duty) is among them.
+    with session.no_autoflush:
+        for step in steps:
+            result = _run_step(run, step)
+            if result is not None:
+                results.append(result)
     session.commit()
     return results
 
@@ -286,18 +351,23 @@ def run_due_steps(session: Session, now: datetime, worker: str, limit: int = 50)
 def send_updates(session: Session, now: datetime, throttle: timedelta) -> int:
     """One short update SMS per incident with news (new corroborations), at most once per throttle period."""
     sent = 0
-    for incident in incidents.updates_due(session, now, throttle):
+    due = incidents.updates_due(session, now, throttle)
+    run = _Run.load(session, now, (incident.id for incident in due))
+    keys = {incident.id: f"update:{incident.id}:{now.isoformat()}:" for incident in due}
+    book = ReplyBook.load_with_prefixes(session, keys.values(), now)
+    for incident in due:
         told = []
         for responder in incidents.paged_responders(session, incident):
             queued = enqueue(
                 session,
                 recipient=responder.phone,
-                body=page_text(session, incident, responder.language, "page_update"),
+                body=page_text(session, incident, responder.language, "page_update", run=run),
                 purpose="update",
-                idempotency_key=f"update:{incident.id}:{now.isoformat()}:{responder.id}",
+                idempotency_key=f"{keys[incident.id]}{responder.id}",
                 now=now,
                 incident_id=incident.id,
                 responder_id=responder.id,
+                book=book,
             )
             if queued.message is not None:
                 told.append(responder)
