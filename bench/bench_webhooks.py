@@ -501,6 +501,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "2")))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("GUNICORN_THREADS", "4")))
     parser.add_argument("--only", help="run only the targets whose name contains this")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every target this many times, interleaved, and compare medians (a shared machine drifts)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, SQLite files)")
     args = parser.parse_args()
     random.seed(1)
@@ -511,16 +517,21 @@ def main() -> None:
     chosen = [t for t in targets(args) if not args.only or args.only in t.name]
     results: list[RunResult] = []
     try:
-        for target in chosen:
-            results += bench_target(target, args, workdir)
+        for round_number in range(1, args.rounds + 1):
+            if args.rounds > 1:
+                print(f"round {round_number} of {args.rounds}", flush=True)
+            for target in chosen:
+                results += bench_target(target, args, workdir)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(table(results, args.db))
-    by_name = {r.target: r for r in results if r.mode == "max"}
-    paced = {r.target: r for r in results if r.mode != "max"}
+    by_name = _medians([r for r in results if r.mode == "max"], lambda r: r.rate)
+    paced = _medians([r for r in results if r.mode != "max"], lambda r: r.percentile(99))
     print()
+    if args.rounds > 1:
+        print(f"medians of {args.rounds} rounds:")
     for service, floor in (
         ("service embedded 1x8", "floor 1x8"),
         (
@@ -531,10 +542,18 @@ def main() -> None:
     ):
         if service in by_name and floor in by_name:
             print(
-                f"{service} / {floor} throughput: {by_name[service].rate / by_name[floor].rate:.0%} "
-                f"(target >= 70%); p99 at half its max rate: {paced[service].percentile(99):.1f} ms "
-                "(target < 50 ms)"
+                f"{service} / {floor} throughput: {by_name[service] / by_name[floor]:.0%} "
+                f"({by_name[service]:.0f} / {by_name[floor]:.0f} msg/s, target >= 70%); "
+                f"p99 at half its max rate: {paced[service]:.1f} ms (target < 50 ms)"
             )
+
+
+def _medians(results: list[RunResult], value: Callable[[RunResult], float]) -> dict[str, float]:
+    """Per target, the median of `value` over its runs."""
+    runs: dict[str, list[float]] = {}
+    for result in results:
+        runs.setdefault(result.target, []).append(value(result))
+    return {target: statistics.median(values) for target, values in runs.items()}
 
 
 if __name__ == "__main__":

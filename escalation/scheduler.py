@@ -39,6 +39,7 @@ WAKEUP_CHANNEL = "alerts_wakeup"
 MAX_PUMP_PASSES = 20
 # Messages one pass of the pump takes, in transactions of `batch_size`; escalation runs between passes.
 INBOUND_PER_PASS = 200
+EMBEDDED_BATCH_SIZE = 10  # inside a web process: shorter stretches of the interpreter lock between requests
 
 
 def utc_clock() -> datetime:
@@ -85,7 +86,8 @@ class Engine:
                 app.config["LINE_CHECK_DAYS"],
                 app.config["LINE_CHECK_DAILY_CAP"],
             ),
-            batch_size=app.config["INBOUND_BATCH_SIZE"],
+            batch_size=app.config["INBOUND_BATCH_SIZE"]
+            or (EMBEDDED_BATCH_SIZE if app.config["SCHEDULER_ENABLED"] else DEFAULT_BATCH_SIZE),
         )
 
     def escalate(self) -> int:
