@@ -47,8 +47,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "SENDER_RATE_WINDOW_MINUTES": (10, int),
     "AUTO_REPLY_CAP_PER_HOUR": (6, int),
     "UPDATE_THROTTLE_MINUTES": (5, int),  # at most one update SMS per incident in this period
-    # Stored messages the engine processes in one transaction; 0: 50 in `flask worker`, 10 when the scheduler
-    # runs inside a web process (a long batch there holds up the requests sharing its interpreter).
+    # Stored messages the engine processes in one transaction; 0: escalation.scheduler.default_batch_size
+    # (PostgreSQL: 50 in `flask worker`, 10 with the scheduler inside a web process; SQLite: 1).
     "INBOUND_BATCH_SIZE": (0, int),
     "WORKER_NICE": (10, int),  # `flask worker` runs this much below the web workers' CPU priority
     "KEYWORDS_DIR": ("", str),  # extra keyword files a coordinator can add

@@ -86,8 +86,7 @@ class Engine:
                 app.config["LINE_CHECK_DAYS"],
                 app.config["LINE_CHECK_DAILY_CAP"],
             ),
-            batch_size=app.config["INBOUND_BATCH_SIZE"]
-            or (EMBEDDED_BATCH_SIZE if app.config["SCHEDULER_ENABLED"] else DEFAULT_BATCH_SIZE),
+            batch_size=app.config["INBOUND_BATCH_SIZE"] or default_batch_size(app),
         )
 
     def escalate(self) -> int:
@@ -220,6 +219,18 @@ class Engine:
             except psycopg.Error:
                 log.exception("wake-up listener lost its connection; reconnecting")
                 self._stopping.wait(2.0)
+
+
+def default_batch_size(app: Flask) -> int:
+    """Messages per transaction when INBOUND_BATCH_SIZE is not set.
+
+    SQLite has one writer at a time and its waiters poll with growing sleeps: a webhook must never queue
+    behind a batch, so one message per transaction there. PostgreSQL: 50 in a worker process, 10 when the
+    scheduler shares a web process (its requests wait while a batch holds the interpreter).
+    """
+    if not app.extensions["alerts_db"].is_postgresql:
+        return 1
+    return EMBEDDED_BATCH_SIZE if app.config["SCHEDULER_ENABLED"] else DEFAULT_BATCH_SIZE
 
 
 def _log_job_error(event: JobExecutionEvent) -> None:

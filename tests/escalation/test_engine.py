@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
 
 from alerts import incidents
@@ -263,3 +264,15 @@ def test_a_wake_up_during_a_pump_asks_it_for_another_pass_and_an_idle_one_runs_i
         assert scheduler.get_job("pump").next_run_time < planned
     finally:
         scheduler.shutdown(wait=False)
+
+
+@pytest.mark.parametrize("embedded", [False, True])
+def test_the_default_batch_fits_the_database_and_where_the_scheduler_runs(app, embedded):
+    from escalation.scheduler import default_batch_size
+
+    app.config["SCHEDULER_ENABLED"] = embedded
+    size = default_batch_size(app)
+    if not app.extensions["alerts_db"].is_postgresql:
+        assert size == 1  # SQLite's single writer: a webhook never queues behind a batch
+    else:
+        assert size == (10 if embedded else 50)
