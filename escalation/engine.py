@@ -352,6 +352,9 @@ def send_updates(session: Session, now: datetime, throttle: timedelta) -> int:
     """One short update SMS per incident with news (new corroborations), at most once per throttle period."""
     sent = 0
     due = incidents.updates_due(session, now, throttle)
+    if not due:
+        session.commit()
+        return 0
     run = _Run.load(session, now, (incident.id for incident in due))
     keys = {incident.id: f"update:{incident.id}:{now.isoformat()}:" for incident in due}
     book = ReplyBook.load_with_prefixes(session, keys.values(), now)
