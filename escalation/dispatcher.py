@@ -71,22 +71,27 @@ def claim(session: Session, now: datetime, limit: int) -> list[tuple[int, str, s
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
-    claimed = []
-    for message in rows:
-        taken = session.execute(
+    if not rows:
+        session.commit()
+        return []
+    # One conditional update claims them all: the claim on SQLite (no row locks); PostgreSQL locked them.
+    taken = set(
+        session.scalars(
             update(OutboundMessage)
-            .where(OutboundMessage.id == message.id, OutboundMessage.state == OutboundState.QUEUED)
+            .where(
+                OutboundMessage.id.in_([r.id for r in rows]), OutboundMessage.state == OutboundState.QUEUED
+            )
             .values(
                 state=OutboundState.SENDING,
                 attempts=OutboundMessage.attempts + 1,
                 next_attempt_at=now + SEND_LEASE,
             )
+            .returning(OutboundMessage.id)
             .execution_options(synchronize_session=False)
-        ).rowcount
-        if taken == 1:
-            claimed.append((message.id, message.recipient, message.body))
+        )
+    )
     session.commit()
-    return claimed
+    return [(m.id, m.recipient, m.body) for m in rows if m.id in taken]
 
 
 def _record(
@@ -97,21 +102,31 @@ def _record(
     now: datetime,
     stats: DispatchStats,
 ) -> None:
+    last = errors[-1] if errors else None
+    if result is not None:
+        # The common case in one statement: sent, unless a delivery report got there first or the row was
+        # recovered after its lease (then there is nothing to undo).
+        sent = session.execute(
+            update(OutboundMessage)
+            .where(OutboundMessage.id == message_id, OutboundMessage.state == OutboundState.SENDING)
+            .values(
+                state=OutboundState.SENT,
+                provider=result.provider,
+                provider_message_id=result.provider_message_id,
+                provider_status=result.status,
+                sent_at=now,
+                next_attempt_at=None,
+                **({"last_error": f"{last.provider}: {last.reason}"} if last is not None else {}),
+            )
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        stats.sent += sent
+        return
     message = session.get(OutboundMessage, message_id, with_for_update=True)
     if message is None or message.state != OutboundState.SENDING:
         return  # a delivery report got there first, or the row was recovered: nothing to undo
-    last = errors[-1] if errors else None
     if last is not None:
         message.last_error = f"{last.provider}: {last.reason}"
-    if result is not None:
-        message.state = OutboundState.SENT
-        message.provider = result.provider
-        message.provider_message_id = result.provider_message_id
-        message.provider_status = result.status
-        message.sent_at = now
-        message.next_attempt_at = None
-        stats.sent += 1
-        return
     permanent = last is not None and not last.retryable
     if permanent or message.attempts >= MAX_ATTEMPTS:
         message.state = OutboundState.FAILED
@@ -149,7 +164,7 @@ def dispatch(
     # Provider calls take 100s of ms each: a few at a time, so a burst of pages is not sent one by one.
     with ThreadPoolExecutor(max_workers=SEND_CONCURRENCY) as pool:
         outcomes = list(pool.map(send, claimed)) if len(claimed) > 1 else [send(c) for c in claimed]
-    for (message_id, _, _), (result, errors) in zip(claimed, outcomes, strict=True):
+    for (message_id, _, _), (_result, errors) in zip(claimed, outcomes, strict=True):
         for error in errors:
             stats.errors.append(f"{message_id}: {error.provider}: {error.reason}")
             log.warning(
@@ -159,7 +174,10 @@ def dispatch(
                 "retryable" if error.retryable else "permanent",
                 error.reason,
             )
-        with session_factory() as session:
+    # Each outcome is committed on its own, at once: a worker killed now re-sends at most what it had not
+    # recorded yet (the messages still `sending`, after their lease).
+    with session_factory() as session:
+        for (message_id, _, _), (result, errors) in zip(claimed, outcomes, strict=True):
             _record(session, message_id, result, errors, clock(), stats)
             session.commit()
     return stats
