@@ -97,7 +97,8 @@ def store_inbound(session: Session, form: InboundForm, notify: str | None = None
     }
     statement = _insert_ignoring_duplicates(session.get_bind().dialect.name, notify)
     if statement is not None:
-        new_id = session.scalars(statement, values).one_or_none()
+        # Core execution in the session's transaction: the ORM layer adds nothing to a plain insert.
+        new_id = session.connection().execute(statement, values).scalar_one_or_none()
         if new_id is None:
             # The conflicting row is committed (PostgreSQL waited for it; SQLite serialises writers).
             message_id = _existing_id(session, form.provider, form.provider_message_id)
