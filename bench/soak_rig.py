@@ -549,11 +549,17 @@ def backlog(url: str) -> dict[str, int]:
                  WHERE (state = 'pending' AND due_at <= now()) OR state = 'claimed'),
               (SELECT count(*) FROM outbound_messages WHERE state = 'queued' AND next_attempt_at <= now()),
               (SELECT count(*) FROM outbound_messages WHERE state = 'sending'),
-              (SELECT count(*) FROM outbound_messages WHERE state = 'queued' AND next_attempt_at > now())
+              (SELECT count(*) FROM outbound_messages
+                 WHERE state = 'queued' AND next_attempt_at > now() AND purpose = 'page'),
+              (SELECT count(*) FROM outbound_messages
+                 WHERE state = 'queued' AND next_attempt_at > now() AND purpose <> 'page')
             """
         ).fetchone()
     assert row is not None
-    return dict(zip(("inbound", "steps", "outbox due", "outbox sending", "outbox later"), row, strict=True))
+    # A page waiting out a retry's backoff is owed (every incident must reach a responder); other SMS in
+    # backoff are not waited for.
+    names = ("inbound", "steps", "outbox due", "outbox sending", "pages later", "outbox later")
+    return dict(zip(names, row, strict=True))
 
 
 def _backlog_or_unreachable(url: str) -> dict[str, int]:
@@ -598,6 +604,7 @@ class Findings:
     incidents: int = 0
     incidents_without_steps: list[int] = field(default_factory=list)
     incidents_without_page_at_gateway: list[int] = field(default_factory=list)
+    unpaged_details: list[str] = field(default_factory=list)  # their steps and pages, to explain them
     due_steps_not_done: int = 0
     pages: int = 0
     outbox: int = 0
@@ -642,7 +649,7 @@ class Findings:
         if self.incidents_without_page_at_gateway:
             found.append(
                 "incidents whose pages never reached the gateway: "
-                f"{self.incidents_without_page_at_gateway[:10]}"
+                f"{self.incidents_without_page_at_gateway[:10]} {self.unpaged_details}"
             )
         if self.step_pages_twice:
             found.append(f"{self.step_pages_twice} page row(s) written twice for one (step, responder)")
@@ -747,9 +754,36 @@ def check(url: str, fake: TimedFake, loads: list[LoadResult], logs: str = "") ->
     with psycopg.connect(url, autocommit=True) as connection:
         numbers = [n for (n,) in connection.execute("SELECT number FROM incidents ORDER BY number")]
     findings.incidents_without_page_at_gateway = [n for n in numbers if n not in paged_incidents]
+    if findings.incidents_without_page_at_gateway:
+        findings.unpaged_details = unpaged_details(url, findings.incidents_without_page_at_gateway[:3])
     findings.log_tracebacks = logs.count("Traceback (most recent call last)")
     findings.log_timeouts = logs.count("WORKER TIMEOUT")
     return findings
+
+
+def unpaged_details(url: str, numbers: list[int]) -> list[str]:
+    """What became of the steps and pages of incidents with no page at the gateway (for the report)."""
+    import psycopg
+
+    details = []
+    with psycopg.connect(url, autocommit=True) as connection:
+        for number in numbers:
+            steps = connection.execute(
+                "SELECT s.generation, s.tier, s.state, s.outcome FROM escalation_steps s "
+                "JOIN incidents i ON i.id = s.incident_id "
+                "WHERE i.number = %s AND s.due_at <= now() ORDER BY s.id",
+                (number,),
+            ).fetchall()
+            pages = connection.execute(
+                "SELECT o.state, o.attempts, o.last_error, o.next_attempt_at > now() "
+                "FROM outbound_messages o JOIN incidents i ON i.id = o.incident_id "
+                "WHERE i.number = %s AND o.purpose = 'page' ORDER BY o.id",
+                (number,),
+            ).fetchall()
+            details.append(
+                f"incident {number}: due steps {steps}; pages (state, attempts, error, later): {pages}"
+            )
+    return details
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.2) -> bool:

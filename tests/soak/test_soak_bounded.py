@@ -47,7 +47,7 @@ def test_killing_web_and_scheduler_workers_loses_nothing_and_duplicates_only_int
     assert experiment.notes["kills"] == config.kills
     assert experiment.findings.lost == []
     assert experiment.findings.incidents_without_steps == []
-    assert experiment.findings.incidents_without_page_at_gateway == []
+    assert experiment.findings.incidents_without_page_at_gateway == [], experiment.findings.unpaged_details
     assert experiment.findings.step_pages_twice == 0
     assert experiment.findings.duplicates_unexplained == 0
     assert experiment.problems == []
