@@ -127,9 +127,11 @@ class _Batch:
     incidents: dict[int, Incident] = field(default_factory=dict)
     locked: set[int] = field(default_factory=set)
     reports: list[tuple[Report, str]] = field(default_factory=list)
+    # A batch of one message: how many other messages its sender sent in the rate window (a count, not rows).
+    alone_count: int | None = None
     # (incident, focal point, received, text) of stored reports by the batch's focal points recent enough
-    # to be repeated by one of its messages.
-    recent_reports: list[tuple[int | None, int | None, datetime, str]] = field(default_factory=list)
+    # to be repeated by one of its messages: read when a message first has candidates.
+    _recent_reports: list[tuple[int | None, int | None, datetime, str]] | None = None
     _reporters: dict[int, set[int]] = field(default_factory=dict)
     # Candidate incidents read for a place and dedup rules: (the `since` they were read for, rows).
     nearby: dict[tuple[float, float, float, timedelta], tuple[datetime, list[Incident]]] = field(
@@ -158,39 +160,53 @@ class _Batch:
         )
         ids = [m.id for m in messages]
         first, last = min(m.received_at for m in messages), max(m.received_at for m in messages)
+        in_window = (
+            InboundMessage.sender.in_(senders),
+            InboundMessage.received_at > first - settings.sender_rate_window,
+            InboundMessage.received_at <= last,
+            InboundMessage.state != InboundState.RATE_LIMITED,
+            InboundMessage.id.not_in(ids),
+        )
         recent: dict[str, list[datetime]] = {}
-        for sender, at in session.execute(
-            select(InboundMessage.sender, InboundMessage.received_at).where(
-                InboundMessage.sender.in_(senders),
-                InboundMessage.received_at > first - settings.sender_rate_window,
-                InboundMessage.received_at <= last,
-                InboundMessage.state != InboundState.RATE_LIMITED,
-                InboundMessage.id.not_in(ids),
-            )
-        ):
-            recent.setdefault(sender, []).append(at)
-        for times in recent.values():
-            times.sort()
+        alone_count = None
+        if len(messages) == 1:  # one number is enough (SQLite runs every message alone)
+            alone_count = session.scalar(select(func.count()).select_from(InboundMessage).where(*in_window))
+        else:
+            for sender, at in session.execute(
+                select(InboundMessage.sender, InboundMessage.received_at).where(*in_window)
+            ):
+                recent.setdefault(sender, []).append(at)
+            for times in recent.values():
+                times.sort()
         replies = ReplyBook.load(session, (_reply_key(m) for m in messages), senders, now)
         batch = cls(session, now, settings, messages, focal_points, responders, replies, recent)
+        batch.alone_count = alone_count
         batch.matching_serialised = True
-        if focal_points:
-            batch.recent_reports = [
-                (r.incident_id, r.focal_point_id, r.received_at, r.text)
-                for r in session.execute(
+        return batch
+
+    def recent_reports(self) -> list[tuple[int | None, int | None, datetime, str]]:
+        if self._recent_reports is None:
+            self._recent_reports = []
+            focal_point_ids = [f.id for f in self.focal_points.values() if f.id is not None]
+            if focal_point_ids:
+                first = min(m.received_at for m in self.messages)
+                statement = (
                     select(Report.incident_id, Report.focal_point_id, Report.received_at, InboundMessage.text)
                     .join(InboundMessage, InboundMessage.id == Report.inbound_message_id)
                     .where(
-                        Report.focal_point_id.in_([f.id for f in focal_points.values()]),
+                        Report.focal_point_id.in_(focal_point_ids),
                         Report.received_at >= first - REPEAT_WINDOW,
                     )
                 )
-            ]
-        return batch
+                with self.session.no_autoflush:
+                    self._recent_reports = [tuple(r) for r in self.session.execute(statement)]
+        return self._recent_reports
 
     def over_rate_limit(self, message: InboundMessage) -> bool:
         """More than the limit of other messages from this sender in the window before this one (those
         already rate limited do not count, so a flood cannot keep a phone silenced for good)."""
+        if self.alone_count is not None:
+            return self.alone_count >= self.settings.sender_rate_limit
         start, end = message.received_at - self.settings.sender_rate_window, message.received_at
         times = self.recent.get(message.sender, [])
         earlier = bisect_right(times, end) - bisect_right(times, start)
@@ -632,7 +648,7 @@ def _candidates(batch: _Batch, report: NewReport, rules: DedupRules) -> list[Can
         repeat_since = report.received_at - REPEAT_WINDOW
         # Reports stored before the batch began (read with it), then the batch's own, in order.
         mine = [(r.incident_id, r.focal_point_id, r.received_at, text) for r, text in batch.reports]
-        for incident_id, sender, at, body in [*batch.recent_reports, *mine]:
+        for incident_id, sender, at, body in [*batch.recent_reports(), *mine]:
             if incident_id in ids and sender == report.focal_point_id and at >= repeat_since:
                 earlier.setdefault(incident_id, []).append((sender, at, body))
     return [

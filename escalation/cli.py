@@ -36,12 +36,12 @@ def worker_command(tick: float, nice: int | None) -> None:
     webhooks, which a provider times out, go first, and the stored messages are processed from the
     CPU they leave; when the webhooks are quiet the worker has all of it.
     """
-    increment = current_app.config["WORKER_NICE"] if nice is None else nice
-    if increment:
-        os.nice(increment)
     engine = current_app.extensions["alerts_engine"]
     engine.build_scheduler(blocking=True, tick_seconds=tick)
     signal.signal(signal.SIGTERM, lambda *_: engine.shutdown())
+    increment = current_app.config["WORKER_NICE"] if nice is None else nice
+    if increment:
+        os.nice(increment)
     engine.start(blocking=True)
 
 

@@ -191,6 +191,8 @@ class Engine:
                 job.modify(next_run_time=now)
 
     def start(self, blocking: bool = False) -> None:
+        if self._stopping.is_set():  # SIGTERM before it started: a blocking start would never return
+            return
         scheduler = self.scheduler or self.build_scheduler(blocking)
         if self.database.is_postgresql:
             self._listener = threading.Thread(target=self._listen, name="alerts-wakeup", daemon=True)

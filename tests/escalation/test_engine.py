@@ -276,3 +276,11 @@ def test_the_default_batch_fits_the_database_and_where_the_scheduler_runs(app, e
         assert size == 1  # SQLite's single writer: a webhook never queues behind a batch
     else:
         assert size == (10 if embedded else 50)
+
+
+def test_a_worker_told_to_stop_before_it_started_does_not_start(app):
+    """SIGTERM can arrive between the handler's installation and the start: a blocking start must not hang."""
+    engine = app.extensions["alerts_engine"]
+    engine.shutdown()
+    engine.start(blocking=True)  # returns at once instead of running forever
+    assert engine.scheduler is None or not engine.scheduler.running
