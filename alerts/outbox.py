@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from alerts.models import OutboundMessage
@@ -66,11 +66,7 @@ class ReplyBook:
                 dict(
                     session.execute(
                         select(OutboundMessage.recipient, func.count())
-                        .where(
-                            OutboundMessage.recipient.in_(recipients),
-                            OutboundMessage.purpose.in_(AUTOMATIC_REPLIES),
-                            OutboundMessage.created_at > now - REPLY_CAP_WINDOW,
-                        )
+                        .where(OutboundMessage.recipient.in_(recipients), *_automatic_replies_since(now))
                         .group_by(OutboundMessage.recipient)
                     ).all()
                 )
@@ -126,15 +122,19 @@ def _key_taken(session: Session, key: str) -> bool:
     )
 
 
+def _automatic_replies_since(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    """The rows the reply cap counts: automatic replies within the cap's window before `now`."""
+    return (
+        OutboundMessage.purpose.in_(AUTOMATIC_REPLIES),
+        OutboundMessage.created_at > now - REPLY_CAP_WINDOW,
+    )
+
+
 def _replies_last_hour(session: Session, recipient: str, now: datetime) -> int:
     return session.scalar(
         select(func.count())
         .select_from(OutboundMessage)
-        .where(
-            OutboundMessage.recipient == recipient,
-            OutboundMessage.purpose.in_(AUTOMATIC_REPLIES),
-            OutboundMessage.created_at > now - REPLY_CAP_WINDOW,
-        )
+        .where(OutboundMessage.recipient == recipient, *_automatic_replies_since(now))
     )
 
 

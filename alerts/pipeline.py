@@ -120,7 +120,6 @@ class _Batch:
     replies: ReplyBook
     # Per sender, when its other messages in the rate window arrived (sorted; none of this batch's).
     recent: dict[str, list[datetime]]
-    matching_serialised: bool = False
     # Matching without a flush per message: incidents this transaction opened or changed (their rows may
     # be stale until the batch's flush), the ones it holds a row lock on, its reports, and per incident the
     # focal points that reported it.
@@ -181,7 +180,6 @@ class _Batch:
         replies = ReplyBook.load(session, (_reply_key(m) for m in messages), senders, now)
         batch = cls(session, now, settings, messages, focal_points, responders, replies, recent)
         batch.alone_count = alone_count
-        batch.matching_serialised = True
         return batch
 
     def recent_reports(self) -> list[tuple[int | None, int | None, datetime, str]]:
@@ -268,12 +266,6 @@ class _Batch:
             r.focal_point_id for r, _ in self.reports if r.incident_id == incident_id and r is not besides
         }
         return {f for f in self._reporters[incident_id] | here if f is not None}
-
-    def serialise_matching(self) -> None:
-        """Matching reads then writes: two workers must not both open an incident for one event."""
-        if not self.matching_serialised:
-            _lock_matching(self.session)
-            self.matching_serialised = True
 
 
 def _lock_matching(session: Session) -> None:
@@ -671,7 +663,7 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
     )
     category, severity = ctx.category, ctx.severity
 
-    ctx.batch.serialise_matching()
+    # Matching reads then writes: the batch took the matching lock when it began (_Batch.load).
     match: Match | None = None
     if location.lat is not None and location.lon is not None:
         new = NewReport(
