@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -11,6 +15,70 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+log = logging.getLogger(__name__)
+
+
+class TurnstileConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions queue at a turnstile: one writer at a time, woken in turn.
+
+    SQLite has one write lock per database. A writer that finds it taken sleeps in SQLite's busy handler
+    (1, 2, 5, 10 ... 100 ms, polling), while the holder, awake, can commit and take the lock again at
+    once: a pipeline writing transaction after transaction starves the webhooks, which see seconds of
+    latency. Here every write transaction first takes an exclusive flock(2) on a file next to the database
+    (`<database>-writer`), held until its commit or rollback. A writer waiting there blocks in the kernel
+    and is woken as soon as the holder lets go, across threads (one open file description per connection)
+    and processes alike; SQLite's own lock is then free, and its busy handler stays as a backstop for
+    writers from elsewhere (the sqlite3 shell, a tool). The lock dies with its process: a writer killed
+    mid-transaction leaves nobody waiting.
+    """
+
+    def __init__(self, database: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(database, *args, **kwargs)
+        name = os.fspath(database) if isinstance(database, (str, bytes, os.PathLike)) else ""
+        memory = not name or name == ":memory:" or str(name).startswith("file:")
+        self.turnstile_path: str | None = None if memory else f"{os.fsdecode(name)}-writer"
+        self._turnstile: int | None = None  # the open lock file while this connection writes
+
+    def enter_turnstile(self) -> None:
+        """Wait for this connection's turn to write (no-op for an in-memory database)."""
+        if self.turnstile_path is None or self._turnstile is not None:
+            return
+        try:
+            fd = os.open(self.turnstile_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as error:  # a read-only directory: fall back to SQLite's busy handler alone
+            log.warning("no SQLite writer turnstile (%s); writers poll SQLite's lock", error.strerror)
+            self.turnstile_path = None
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._turnstile = fd
+
+    def leave_turnstile(self) -> None:
+        fd, self._turnstile = self._turnstile, None
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor of this open file releases the flock
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.leave_turnstile()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.leave_turnstile()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.leave_turnstile()
 
 
 def normalise_url(url: str) -> str:
@@ -27,7 +95,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            connect_args={
+                "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                "check_same_thread": False,
+                "factory": TurnstileConnection,
+            },
             **kwargs,
         )
         _configure_sqlite(engine)
@@ -52,7 +124,16 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        dbapi_connection = connection.connection.dbapi_connection
+        writes = mode != "DEFERRED" and isinstance(dbapi_connection, TurnstileConnection)
+        if writes:
+            dbapi_connection.enter_turnstile()
+        try:
+            connection.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            if writes:
+                dbapi_connection.leave_turnstile()
+            raise
 
 
 class Database:

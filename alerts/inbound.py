@@ -239,7 +239,8 @@ def retry_unprocessed(
     so that a message that cannot be processed is recorded as failed on its own and the others go
     through. Returns how many were processed; each failure is recorded on its message and logged.
     """
-    with database.session() as session:
+    # Finding what is due only reads: on SQLite it takes no write lock (each batch below takes its own).
+    with database.read_sessionmaker() as session:
         due = due_for_retry(session, now, limit=limit, grace=grace)
     if process_batch is None:
         return _one_by_one(database, due, now, process)
