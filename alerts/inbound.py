@@ -95,10 +95,19 @@ def store_inbound(session: Session, form: InboundForm, notify: str | None = None
         "raw": dict(form.raw),
         "state": InboundState.RECEIVED,
     }
-    statement = _insert_ignoring_duplicates(session.get_bind().dialect.name, notify)
+    dialect = session.get_bind().dialect.name
+    statement = _insert_ignoring_duplicates(dialect, notify)
     if statement is not None:
-        # Core execution in the session's transaction: the ORM layer adds nothing to a plain insert.
-        new_id = session.connection().execute(statement, values).scalar_one_or_none()
+        # Core execution: the ORM layer adds nothing to a plain insert. On PostgreSQL, when the session has
+        # no transaction yet (a webhook), the one statement commits by itself: no BEGIN and no COMMIT round
+        # trips (the NOTIFY is still delivered at its commit).
+        options = (
+            {"isolation_level": "AUTOCOMMIT"}
+            if dialect == "postgresql" and not session.in_transaction()
+            else None
+        )
+        connection = session.connection(execution_options=options) if options else session.connection()
+        new_id = connection.execute(statement, values).scalar_one_or_none()
         if new_id is None:
             # The conflicting row is committed (PostgreSQL waited for it; SQLite serialises writers).
             message_id = _existing_id(session, form.provider, form.provider_message_id)
