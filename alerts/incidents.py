@@ -53,6 +53,22 @@ def next_number(session: Session, name: str = "incident") -> int:
     return session.execute(statement).scalar_one()
 
 
+def allocate_incident(session: Session) -> tuple[int, int | None]:
+    """(number, id) for a new incident. On PostgreSQL both come from one statement (the counter and the
+    table's sequence), so the caller can add the incident without a flush to learn its id; on SQLite the id
+    is None: the row gets it when it is flushed."""
+    if session.get_bind().dialect.name != "postgresql":
+        return next_number(session), None
+    statement = (
+        postgresql.insert(Counter)
+        .values(name="incident", value=1)
+        .on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
+        .returning(Counter.value, func.nextval(func.pg_get_serial_sequence("incidents", "id")))
+    )
+    number, incident_id = session.execute(statement).one()
+    return number, incident_id
+
+
 def record(
     session: Session,
     incident: Incident,

@@ -752,8 +752,9 @@ def _open_incident(
 ) -> Incident:
     parsed = ctx.parsed
     with ctx.session.no_autoflush:
-        number = incidents.next_number(ctx.session)
+        number, incident_id = incidents.allocate_incident(ctx.session)
     incident = Incident(
+        id=incident_id,
         number=number,
         category=category,
         secondary_categories=[c.value for c in parsed.secondary_categories],
@@ -771,7 +772,8 @@ def _open_incident(
         created_at=ctx.now,
     )
     ctx.session.add(incident)
-    ctx.session.flush()  # its id, for its report and timeline (the batch's pending rows go with it)
+    if incident.id is None:  # SQLite: the id comes with the row (the batch's pending rows go with it)
+        ctx.session.flush()
     ctx.batch.opened(incident)
     return incident
 

@@ -291,3 +291,40 @@ def test_a_batch_waits_for_the_matching_lock_before_it_holds_any_row(database):
     worker.join(timeout=30)
 
     assert [getattr(o, "decision", o) for o in outcome] == ["opened incident 1"]
+
+
+@postgresql_only
+def test_on_postgresql_a_batch_opens_its_incidents_without_a_flush_each(database):
+    """An incident's id and number come from one statement, so the batch writes its rows at its commit:
+    one INSERT for all the incidents it opened (and their reports), not a flush per new incident."""
+    from sqlalchemy import event
+
+    empty_database(database)
+    who = build_network(database)
+    ids = store_script(database, who)
+    inserts: list[str] = []
+
+    def record(_connection, _cursor, statement, _parameters, _context, _many):
+        if statement.startswith("INSERT INTO"):
+            inserts.append(statement.split()[2])
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        decisions = all_in_one_batch(database, ids)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+
+    opened = sum(d.startswith("opened incident") for d in decisions)
+    assert opened >= 3
+    # The script's registration and acknowledgement flush once each, mid-batch; new incidents do not.
+    assert inserts.count("incidents") < opened, inserts
+    with database.read_sessionmaker() as session:
+        rows = session.execute(select(Incident.id, Incident.number).order_by(Incident.number)).all()
+        assert len(rows) == opened
+        # Every report and timeline line points at an incident that exists (allocated ids, not guesses).
+        incident_ids = {row.id for row in rows}
+        assert (
+            set(session.scalars(select(Report.incident_id).where(Report.incident_id.is_not(None))))
+            <= incident_ids
+        )
+        assert set(session.scalars(select(IncidentEvent.incident_id))) <= incident_ids
