@@ -265,10 +265,13 @@ def retry_unprocessed(
                     session.rollback()
             except Exception as exc:
                 session.rollback()
+                # The stack (not the exception's message, which may quote an SMS): a batch that fails
+                # where its messages one by one succeed is a bug to find, not only a slower path.
                 log.warning(
-                    "a batch of %d inbound messages failed with %s; processing them one at a time",
+                    "a batch of %d inbound messages failed with %s; processing them one at a time\n%s",
                     len(chunk),
                     type(exc).__name__,
+                    "".join(traceback.format_tb(exc.__traceback__)),
                 )
                 processed += _one_by_one(database, chunk, now, process)
                 continue

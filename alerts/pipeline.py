@@ -774,8 +774,23 @@ def _open_incident(
     ctx.session.add(incident)
     if incident.id is None:  # SQLite: the id comes with the row (the batch's pending rows go with it)
         ctx.session.flush()
+    else:  # written at the batch's flush: until then it must read as its row will
+        _fill_defaults(incident)
     ctx.batch.opened(incident)
     return incident
+
+
+def _fill_defaults(instance: Any) -> None:
+    """Give the attributes left unset the column defaults an INSERT would give them, so that the object
+    reads as its row will before it is flushed."""
+    for column in instance.__table__.columns:
+        default = column.default
+        if default is None or getattr(instance, column.key) is not None:
+            continue
+        if default.is_scalar:
+            setattr(instance, column.key, default.arg)
+        elif default.is_callable:
+            setattr(instance, column.key, default.arg(None))
 
 
 def _merge_into(

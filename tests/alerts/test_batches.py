@@ -328,3 +328,35 @@ def test_on_postgresql_a_batch_opens_its_incidents_without_a_flush_each(database
             <= incident_ids
         )
         assert set(session.scalars(select(IncidentEvent.incident_id))) <= incident_ids
+
+
+@pytest.mark.parametrize("mode", [one_at_a_time, all_in_one_batch])
+def test_an_incident_opened_and_upgraded_in_the_same_batch_starts_a_new_escalation_generation(database, mode):
+    empty_database(database)
+    who = build_network(database)
+    ids = []
+    with database.session() as session:
+        for second, (phone, text) in enumerate(
+            [
+                (who["first"], "pillage a Kalungu"),
+                (who["second"], "3 personnes tuees a Kalungu par des hommes armes"),
+            ]
+        ):
+            form = InboundForm("twilio", f"SM{next(_sids):032d}", phone, "+15005550006", text, T0, {})
+            ids.append(store_inbound(session, replace_time(form, second))[0])
+    decisions = mode(database, ids)
+
+    assert decisions[0].startswith("opened incident")
+    with database.read_sessionmaker() as session:
+        incident = session.scalars(select(Incident)).one()
+        kinds = [e.kind for e in session.scalars(select(IncidentEvent).order_by(IncidentEvent.id))]
+    assert "upgraded" in kinds
+    assert incident.escalation_generation == 1
+    assert incident.update_pending is True
+    assert incident.callback_pending is False
+
+
+def replace_time(form: InboundForm, second: int) -> InboundForm:
+    from dataclasses import replace
+
+    return replace(form, received_at=T0 + timedelta(seconds=second))
