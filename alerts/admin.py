@@ -278,7 +278,7 @@ def focal_point_status(focal_point_id: int) -> Any:
     if status is None:
         abort(400, description="action must be approve, reject or suspend")
     db = request_session()
-    focal_point = db.get(FocalPoint, focal_point_id, with_for_update=True)
+    focal_point = db.get(FocalPoint, focal_point_id, with_for_update=True, populate_existing=True)
     if focal_point is None:
         abort(404)
     if focal_point.status != status:
@@ -315,7 +315,7 @@ def responder_active(responder_id: int) -> Any:
     # The form says the state it wants, so a double submit does not flip it back.
     active = request.form.get("active") == "1"
     db = request_session()
-    responder = db.get(Responder, responder_id, with_for_update=True)
+    responder = db.get(Responder, responder_id, with_for_update=True, populate_existing=True)
     if responder is None:
         abort(404)
     if responder.active != active:
@@ -350,7 +350,7 @@ def _positive(name: str, cast: Callable[[str], float], high: float) -> float:
 @login_required(ADMIN)
 def zone_dedup(zone_id: int) -> Any:
     db = request_session()
-    zone = db.get(Zone, zone_id, with_for_update=True)
+    zone = db.get(Zone, zone_id, with_for_update=True, populate_existing=True)
     if zone is None:
         abort(404)
     try:
@@ -417,7 +417,7 @@ def policies() -> str:
 
 
 def _policy_or_404(db: Session, policy_id: int, lock: bool) -> PolicyRow:
-    policy = db.get(EscalationPolicy, policy_id, with_for_update=lock)
+    policy = db.get(EscalationPolicy, policy_id, with_for_update=lock, populate_existing=True)
     if policy is None:
         abort(404)
     zone = db.get(Zone, policy.zone_id) if policy.zone_id is not None else None
@@ -551,7 +551,7 @@ def user_create() -> Any:
 
 
 def _user_or_404(db: Session, user_id: int) -> User:
-    user = db.get(User, user_id, with_for_update=True)
+    user = db.get(User, user_id, with_for_update=True, populate_existing=True)
     if user is None:
         abort(404)
     return user

@@ -136,7 +136,7 @@ def incidents_split(report_id: int, actor: str) -> None:
     from alerts.models import Report
 
     with get_database().session() as session:
-        report = session.get(Report, report_id, with_for_update=True)
+        report = session.get(Report, report_id, with_for_update=True, populate_existing=True)
         if report is None:
             raise click.ClickException(f"report {report_id} not found")
         try:

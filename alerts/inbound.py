@@ -150,7 +150,7 @@ def mark_failed(session: Session, message_id: int, error: str, now: datetime) ->
 
     A message whose processing already completed (processed, unverified, rate limited) keeps its state.
     """
-    message = session.get(InboundMessage, message_id, with_for_update=True)
+    message = session.get(InboundMessage, message_id, with_for_update=True, populate_existing=True)
     if message is None:
         log.error("inbound message %s: cannot mark failed, it does not exist", message_id)
         session.rollback()

@@ -87,7 +87,9 @@ def record(
 def find_by_number(session: Session, number: int, *, for_update: bool = False) -> Incident:
     statement = select(Incident).where(Incident.number == number)
     if for_update:
-        statement = statement.with_for_update(key_share=True)
+        # The locked row's values, even if this session read the incident before (another worker may
+        # have changed it since); the session's own changes are flushed before the query.
+        statement = statement.with_for_update(key_share=True).execution_options(populate_existing=True)
     incident = session.scalar(statement)
     if incident is None:
         raise IncidentNotFound(number)

@@ -194,7 +194,7 @@ def enqueue(
 def mark_sent_inline(session: Session, outbound_id: int, *, provider: str, now: datetime) -> bool:
     """Record a queued reply as sent inside the provider's webhook answer (TwiML); False if the dispatcher
     took it first, in which case the answer must not carry it too."""
-    message = session.get(OutboundMessage, outbound_id, with_for_update=True)
+    message = session.get(OutboundMessage, outbound_id, with_for_update=True, populate_existing=True)
     taken = message is not None and message.state == OutboundState.QUEUED
     if taken:
         message.state = OutboundState.SENT

@@ -240,8 +240,13 @@ class _Batch:
         """The incident, row-locked for this transaction (once)."""
         if incident_id in self.locked:
             return self.incidents[incident_id]
+        # populate_existing: the batch may have read this incident (a candidate) before taking its lock, and
+        # another worker may have changed it since (planned its escalation): the locked row's values replace
+        # what was read. Without it an upgrade kept the plan of the old generation and was never replanned.
         with self.session.no_autoflush:
-            incident = self.session.get(Incident, incident_id, with_for_update=incidents.INCIDENT_LOCK)
+            incident = self.session.get(
+                Incident, incident_id, with_for_update=incidents.INCIDENT_LOCK, populate_existing=True
+            )
         if incident is None:
             raise LookupError(f"incident {incident_id} vanished during matching")
         self.locked.add(incident_id)
@@ -402,7 +407,7 @@ def process_message(
 ) -> Outcome:
     """Process one stored inbound message and commit; a message already processed is left alone."""
     # The row lock makes the webhook and the retry job agree on who processes a message.
-    message = session.get(InboundMessage, message_id, with_for_update=True)
+    message = session.get(InboundMessage, message_id, with_for_update=True, populate_existing=True)
     if message is None:
         raise LookupError(f"inbound message {message_id} does not exist")
     if message.state not in PROCESSABLE:

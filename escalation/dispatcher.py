@@ -122,7 +122,7 @@ def _record(
         ).rowcount
         stats.sent += sent
         return
-    message = session.get(OutboundMessage, message_id, with_for_update=True)
+    message = session.get(OutboundMessage, message_id, with_for_update=True, populate_existing=True)
     if message is None or message.state != OutboundState.SENDING:
         return  # a delivery report got there first, or the row was recovered: nothing to undo
     if last is not None:
