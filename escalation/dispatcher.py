@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, select, update
+from sqlalchemy import String, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from alerts import incidents
@@ -94,34 +94,52 @@ def claim(session: Session, now: datetime, limit: int) -> list[tuple[int, str, s
     return [(m.id, m.recipient, m.body) for m in rows if m.id in taken]
 
 
-def _record(
+_OUTBOX = OutboundMessage.__table__
+_SENT = (  # Core, not ORM: executed with many parameter sets, one UPDATE per row in one round trip
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id == bindparam("sent_id"), _OUTBOX.c.state == OutboundState.SENDING)
+    .values(
+        state=OutboundState.SENT,
+        provider=bindparam("sent_provider"),
+        provider_message_id=bindparam("sent_provider_message_id"),
+        provider_status=bindparam("sent_status"),
+        sent_at=bindparam("sent_at"),
+        next_attempt_at=None,
+        last_error=func.coalesce(bindparam("sent_error", type_=String), _OUTBOX.c.last_error),
+    )
+)
+
+
+def _record_sent(session: Session, sent: list[dict[str, object]], stats: DispatchStats) -> None:
+    """The common case for all of a batch in one statement (executemany): sent, unless a delivery report
+    got there first or the row was recovered after its lease (then there is nothing to undo)."""
+    if sent:
+        stats.sent += session.connection().execute(_SENT, sent).rowcount
+
+
+def _sent_row(
+    message_id: int, result: SendResult, errors: list[SendError], now: datetime
+) -> dict[str, object]:
+    last = errors[-1] if errors else None
+    return {
+        "sent_id": message_id,
+        "sent_provider": result.provider,
+        "sent_provider_message_id": result.provider_message_id,
+        "sent_status": result.status,
+        "sent_at": now,
+        # A failover: the error of the gateway that failed first stays on record.
+        "sent_error": f"{last.provider}: {last.reason}" if last is not None else None,
+    }
+
+
+def _record_unsent(
     session: Session,
     message_id: int,
-    result: object,
     errors: list[SendError],
     now: datetime,
     stats: DispatchStats,
 ) -> None:
     last = errors[-1] if errors else None
-    if result is not None:
-        # The common case in one statement: sent, unless a delivery report got there first or the row was
-        # recovered after its lease (then there is nothing to undo).
-        sent = session.execute(
-            update(OutboundMessage)
-            .where(OutboundMessage.id == message_id, OutboundMessage.state == OutboundState.SENDING)
-            .values(
-                state=OutboundState.SENT,
-                provider=result.provider,
-                provider_message_id=result.provider_message_id,
-                provider_status=result.status,
-                sent_at=now,
-                next_attempt_at=None,
-                **({"last_error": f"{last.provider}: {last.reason}"} if last is not None else {}),
-            )
-            .execution_options(synchronize_session=False)
-        ).rowcount
-        stats.sent += sent
-        return
     message = session.get(OutboundMessage, message_id, with_for_update=True, populate_existing=True)
     if message is None or message.state != OutboundState.SENDING:
         return  # a delivery report got there first, or the row was recovered: nothing to undo
@@ -174,10 +192,18 @@ def dispatch(
                 "retryable" if error.retryable else "permanent",
                 error.reason,
             )
-    # Each outcome is committed on its own, at once: a worker killed now re-sends at most what it had not
-    # recorded yet (the messages still `sending`, after their lease).
+    # The outcomes are recorded as soon as the batch's sends are done, in one transaction: a worker killed
+    # before its commit re-sends what it had not recorded (the messages still `sending`, after their lease).
+    now = clock()
     with session_factory() as session:
+        sent = [
+            _sent_row(message_id, result, errors, now)
+            for (message_id, _, _), (result, errors) in zip(claimed, outcomes, strict=True)
+            if result is not None
+        ]
+        _record_sent(session, sent, stats)
         for (message_id, _, _), (result, errors) in zip(claimed, outcomes, strict=True):
-            _record(session, message_id, result, errors, clock(), stats)
-            session.commit()
+            if result is None:
+                _record_unsent(session, message_id, errors, now, stats)
+        session.commit()
     return stats

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_ERROR, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_SCHEDULER_STARTED, JobExecutionEvent, SchedulerEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -194,11 +194,18 @@ class Engine:
         if self._stopping.is_set():  # SIGTERM before it started: a blocking start would never return
             return
         scheduler = self.scheduler or self.build_scheduler(blocking)
+        # SIGTERM can also land while the scheduler starts, before it counts as running (shutdown() then
+        # finds nothing to stop): checked again the moment it runs, before a blocking start would block.
+        scheduler.add_listener(self._stop_if_told, EVENT_SCHEDULER_STARTED)
         if self.database.is_postgresql:
             self._listener = threading.Thread(target=self._listen, name="alerts-wakeup", daemon=True)
             self._listener.start()
         log.info("scheduler started (%s, worker %s)", "blocking" if blocking else "background", self.worker)
         scheduler.start()
+
+    def _stop_if_told(self, _event: SchedulerEvent) -> None:
+        if self._stopping.is_set() and self.scheduler is not None and self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
 
     def shutdown(self) -> None:
         self._stopping.set()

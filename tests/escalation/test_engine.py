@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
@@ -284,3 +285,24 @@ def test_a_worker_told_to_stop_before_it_started_does_not_start(app):
     engine.shutdown()
     engine.start(blocking=True)  # returns at once instead of running forever
     assert engine.scheduler is None or not engine.scheduler.running
+
+
+def test_a_worker_told_to_stop_while_its_scheduler_starts_does_not_hang(app):
+    """SIGTERM after start() checked for it but before the scheduler counts as running (CI saw a worker
+    ignore its SIGTERM this way): the blocking start returns."""
+    from apscheduler.executors.pool import ThreadPoolExecutor
+
+    engine = app.extensions["alerts_engine"]
+    scheduler = engine.build_scheduler(blocking=True, tick_seconds=3600)
+
+    class StoppedWhileStarting(ThreadPoolExecutor):
+        def start(self, scheduler, alias):  # executors start inside scheduler.start(), before "running"
+            engine.shutdown()
+            super().start(scheduler, alias)
+
+    scheduler.add_executor(StoppedWhileStarting(), "stopped-while-starting")
+    runner = threading.Thread(target=engine.start, kwargs={"blocking": True}, daemon=True)
+    runner.start()
+    runner.join(timeout=30)
+    assert not runner.is_alive(), "the blocking start never returned"
+    assert not scheduler.running
