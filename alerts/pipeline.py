@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from alerts import incidents
@@ -136,6 +136,8 @@ class _Batch:
     nearby: dict[tuple[float, float, float, timedelta], tuple[datetime, list[Incident]]] = field(
         default_factory=dict
     )
+    _parsed: dict[int, ParsedMessage] = field(default_factory=dict)
+    _prefetched: bool = False
     _gazetteer: Gazetteer | None = None
     _zones: list[ZoneArea] | None = None
     _zone_rows: dict[int, Zone] = field(default_factory=dict)
@@ -217,6 +219,12 @@ class _Batch:
             and other.state != InboundState.RATE_LIMITED
         )
         return earlier >= self.settings.sender_rate_limit
+
+    def parsed(self, message: InboundMessage) -> ParsedMessage:
+        """The message's text parsed (once per batch: reading the batch's candidates parses them all)."""
+        if message.id not in self._parsed:
+            self._parsed[message.id] = parse_message(message.text, keywords(self.settings.keywords_dirs))
+        return self._parsed[message.id]
 
     def gazetteer(self) -> Gazetteer:
         if self._gazetteer is None:
@@ -445,7 +453,7 @@ def _process_and_commit(
 
 
 def _process(batch: _Batch, message: InboundMessage) -> Outcome:
-    now, settings = batch.now, batch.settings
+    now = batch.now
     focal_point = batch.focal_points.get(message.sender)
     responder = None if focal_point else batch.responders.get(message.sender)
     message.sender_kind = (
@@ -461,7 +469,7 @@ def _process(batch: _Batch, message: InboundMessage) -> Outcome:
         context = _Context(
             batch,
             message,
-            parse_message(message.text, keywords(settings.keywords_dirs)),
+            batch.parsed(message),
             beep=message.channel == "voice",
         )
         if focal_point is not None:
@@ -536,10 +544,14 @@ FOCAL_POINT_COMMANDS: dict[Command | None, Callable[[_Context, FocalPoint], Outc
 }
 
 
-def _locate(ctx: _Context, focal_point: FocalPoint | None) -> Location:
-    home = None
+def _home(focal_point: FocalPoint | None) -> tuple[float, float] | None:
     if focal_point is not None and focal_point.home_lat is not None and focal_point.home_lon is not None:
-        home = (focal_point.home_lat, focal_point.home_lon)
+        return (focal_point.home_lat, focal_point.home_lon)
+    return None
+
+
+def _locate(ctx: _Context, focal_point: FocalPoint | None) -> Location:
+    home = _home(focal_point)
     location = ctx.batch.gazetteer().locate(ctx.parsed.place_words, ctx.parsed.coordinates, home)
     online = ctx.settings.geocoder
     if (
@@ -603,6 +615,8 @@ def _candidates(batch: _Batch, report: NewReport, rules: DedupRules) -> list[Can
     # for an earlier `since` are a superset (filtered again below); nobody else matches meanwhile (the
     # batch holds the matching lock), and what the batch itself changes is in `batch.incidents`.
     key = (report.lat, report.lon, rules.distance_km, rules.window)
+    if not batch._prefetched:
+        _read_batch_candidates(batch)
     cached = batch.nearby.get(key)
     if cached is not None and cached[0] <= since:
         rows = cached[1]
@@ -654,18 +668,58 @@ def _candidates(batch: _Batch, report: NewReport, rules: DedupRules) -> list[Can
     ]
 
 
+def _read_batch_candidates(batch: _Batch) -> None:
+    """The candidate incidents of every alert in the batch, in one query instead of one per message.
+
+    Where each alert of the batch would be matched is worked out from its text and its focal point (the
+    gazetteer and the zones, no online geocoder); the rows read for all those places and windows together
+    are a superset of each one's, which `_candidates` filters again on the objects. An alert that ends up
+    elsewhere (the online geocoder placed it) misses this and is read on its own, as before.
+    """
+    batch._prefetched = True
+    wanted: list[
+        tuple[tuple[float, float, float, timedelta], datetime, tuple[float, float, float, float]]
+    ] = []
+    for message in batch.messages:
+        focal_point = batch.focal_points.get(message.sender)
+        if focal_point is None:
+            continue
+        parsed = batch.parsed(message)
+        if message.channel != "voice" and parsed.kind in (Kind.COMMAND, Kind.UNKNOWN):
+            continue
+        location = batch.gazetteer().locate(parsed.place_words, parsed.coordinates, _home(focal_point))
+        if location.lat is None or location.lon is None:
+            continue
+        _zone_id, rules = _zone_and_rules(batch, location, focal_point)
+        key = (location.lat, location.lon, rules.distance_km, rules.window)
+        box = bounding_box(location.lat, location.lon, rules.distance_km)
+        wanted.append((key, message.received_at - rules.window, box))
+    if len(wanted) < 2:
+        return  # one alert: its own query is the same query
+    since = min(w[1] for w in wanted)
+    boxes = {w[2] for w in wanted}
+    with batch.session.no_autoflush:
+        rows = batch.session.scalars(
+            select(Incident).where(
+                Incident.status.in_(OPEN_STATES),
+                Incident.merged_into_id.is_(None),
+                Incident.last_report_at >= since,
+                or_(
+                    *(
+                        and_(Incident.lat.between(a, b), Incident.lon.between(c, d))
+                        for a, b, c, d in sorted(boxes)
+                    )
+                ),
+            )
+        ).all()
+    for key, _since, _box in wanted:
+        batch.nearby[key] = (since, rows)
+
+
 def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
     session = ctx.session
     location = _locate(ctx, focal_point)
-    zone_id = focal_point.zone_id
-    if location.lat is not None and location.lon is not None:
-        area = zone_for_point(location.lat, location.lon, ctx.batch.zone_areas())
-        zone_id = area.id if area else zone_id
-    zone = ctx.batch.zone(zone_id)
-    rules = DedupRules(
-        distance_km=zone.dedup_distance_km if zone else 10.0,
-        window=timedelta(minutes=zone.dedup_window_minutes if zone else 360),
-    )
+    zone_id, rules = _zone_and_rules(ctx.batch, location, focal_point)
     category, severity = ctx.category, ctx.severity
 
     # Matching reads then writes: the batch took the matching lock when it began (_Batch.load).
@@ -718,6 +772,21 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
         focal_point_id=focal_point.id,
         incident=incident,
         number=incident.number,
+    )
+
+
+def _zone_and_rules(
+    batch: _Batch, location: Location, focal_point: FocalPoint
+) -> tuple[int | None, DedupRules]:
+    """The zone an alert belongs to (where it happened, else the focal point's) and its dedup rules."""
+    zone_id = focal_point.zone_id
+    if location.lat is not None and location.lon is not None:
+        area = zone_for_point(location.lat, location.lon, batch.zone_areas())
+        zone_id = area.id if area else zone_id
+    zone = batch.zone(zone_id)
+    return zone_id, DedupRules(
+        distance_km=zone.dedup_distance_km if zone else 10.0,
+        window=timedelta(minutes=zone.dedup_window_minutes if zone else 360),
     )
 
 

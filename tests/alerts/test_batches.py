@@ -360,3 +360,29 @@ def replace_time(form: InboundForm, second: int) -> InboundForm:
     from dataclasses import replace
 
     return replace(form, received_at=T0 + timedelta(seconds=second))
+
+
+def test_a_batch_reads_the_candidate_incidents_of_all_its_alerts_at_once(database):
+    """One query for the places and windows of every alert in the batch (each alert's matching filters the
+    rows again); an alert the batch could not foresee (its sender registered in the same batch) reads its
+    own."""
+    from sqlalchemy import event
+
+    empty_database(database)
+    who = build_network(database)
+    ids = store_script(database, who)
+    reads: list[str] = []
+
+    def record(_connection, _cursor, statement, _parameters, _context, _many):
+        if statement.startswith("SELECT incidents.id") and "incidents.last_report_at >=" in statement:
+            reads.append(statement)  # a read of candidates (not a lock, not a look-up by number)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        decisions = all_in_one_batch(database, ids)
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+
+    alerts = sum(d.startswith(("opened incident", "corroboration", "repeat", "merged")) for d in decisions)
+    assert alerts >= 8, decisions
+    assert len(reads) <= 2, len(reads)
