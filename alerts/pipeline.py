@@ -714,6 +714,16 @@ def _read_batch_candidates(batch: _Batch) -> None:
         ).all()
     for key, _since, _box in wanted:
         batch.nearby[key] = (since, rows)
+    # Who reported each of them, for the corroboration count of a merge: one query for all, not one per merge.
+    unknown = [i.id for i in rows if i.id not in batch._reporters]
+    if unknown:
+        reporters: dict[int, set[int]] = {i: set() for i in unknown}
+        with batch.session.no_autoflush:
+            for incident_id, focal_point_id in batch.session.execute(
+                select(Report.incident_id, Report.focal_point_id).where(Report.incident_id.in_(unknown))
+            ):
+                reporters[incident_id].add(focal_point_id)
+        batch._reporters.update(reporters)
 
 
 def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
