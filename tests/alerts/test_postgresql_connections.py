@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -72,6 +73,12 @@ def _terminate_the_pooled_connection(database: Database) -> None:
         with other.engine.connect() as connection:
             connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             connection.commit()
+            # Terminating only signals the backend: wait until it is gone (a condition, not a duration).
+            gone = "SELECT count(*) = 0 FROM pg_stat_activity WHERE pid = :pid"
+            deadline = time.monotonic() + 30
+            while not connection.execute(text(gone), {"pid": pid}).scalar():
+                connection.commit()
+                assert time.monotonic() < deadline, "the terminated backend never went away"
     finally:
         other.dispose()
 
