@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from alerts import imports
 from alerts.auth import Viewer, check_csrf, create_user, current_viewer, login_required
+from alerts.db import get_locked
 from alerts.models import SEVERITIES, EscalationPolicy, FocalPoint, Place, Responder, User, Zone
 from alerts.policies import PolicyError, parse_policy, steps_as_data
 from alerts.states import FocalPointStatus, UserRole
@@ -278,7 +279,7 @@ def focal_point_status(focal_point_id: int) -> Any:
     if status is None:
         abort(400, description="action must be approve, reject or suspend")
     db = request_session()
-    focal_point = db.get(FocalPoint, focal_point_id, with_for_update=True, populate_existing=True)
+    focal_point = get_locked(db, FocalPoint, focal_point_id)
     if focal_point is None:
         abort(404)
     if focal_point.status != status:
@@ -315,7 +316,7 @@ def responder_active(responder_id: int) -> Any:
     # The form says the state it wants, so a double submit does not flip it back.
     active = request.form.get("active") == "1"
     db = request_session()
-    responder = db.get(Responder, responder_id, with_for_update=True, populate_existing=True)
+    responder = get_locked(db, Responder, responder_id)
     if responder is None:
         abort(404)
     if responder.active != active:
@@ -350,7 +351,7 @@ def _positive(name: str, cast: Callable[[str], float], high: float) -> float:
 @login_required(ADMIN)
 def zone_dedup(zone_id: int) -> Any:
     db = request_session()
-    zone = db.get(Zone, zone_id, with_for_update=True, populate_existing=True)
+    zone = get_locked(db, Zone, zone_id)
     if zone is None:
         abort(404)
     try:
@@ -417,7 +418,7 @@ def policies() -> str:
 
 
 def _policy_or_404(db: Session, policy_id: int, lock: bool) -> PolicyRow:
-    policy = db.get(EscalationPolicy, policy_id, with_for_update=lock, populate_existing=True)
+    policy = get_locked(db, EscalationPolicy, policy_id, lock)
     if policy is None:
         abort(404)
     zone = db.get(Zone, policy.zone_id) if policy.zone_id is not None else None
@@ -551,7 +552,7 @@ def user_create() -> Any:
 
 
 def _user_or_404(db: Session, user_id: int) -> User:
-    user = db.get(User, user_id, with_for_update=True, populate_existing=True)
+    user = get_locked(db, User, user_id)
     if user is None:
         abort(404)
     return user

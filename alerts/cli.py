@@ -14,6 +14,7 @@ from flask.cli import AppGroup, with_appcontext
 from sqlalchemy import select
 
 from alerts import imports, migrate
+from alerts.db import get_locked
 from alerts.parsing import parse_message
 from alerts.web import get_database
 
@@ -136,7 +137,7 @@ def incidents_split(report_id: int, actor: str) -> None:
     from alerts.models import Report
 
     with get_database().session() as session:
-        report = session.get(Report, report_id, with_for_update=True, populate_existing=True)
+        report = get_locked(session, Report, report_id)
         if report is None:
             raise click.ClickException(f"report {report_id} not found")
         try:

@@ -9,7 +9,7 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -17,6 +17,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +167,17 @@ def _configure_sqlite(engine: Engine) -> None:
             if writes:
                 dbapi_connection.leave_turnstile()
             raise
+
+
+def get_locked(session: Session, entity: type[T], ident: Any, lock: bool | dict[str, Any] = True) -> T | None:
+    """The row `ident` of `entity`, locked (`lock`: True, or `with_for_update` options) and read as it is now.
+
+    SQLAlchemy keeps the values an object was loaded with when a later query returns its row again, even a
+    SELECT ... FOR UPDATE: a check made under the lock would read what this session saw before it. With
+    populate_existing the locked row's values replace them (a batch once upgraded a stale copy of an
+    incident another worker had just planned, and the incident was never paged).
+    """
+    return session.get(entity, ident, with_for_update=lock, populate_existing=True)
 
 
 class Database:

@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from alerts.db import Database
+from alerts.db import Database, get_locked
 from alerts.models import InboundMessage
 from alerts.phones import mask_phone
 from alerts.states import InboundState
@@ -106,8 +106,7 @@ def store_inbound(session: Session, form: InboundForm, notify: str | None = None
             if dialect == "postgresql" and not session.in_transaction()
             else None
         )
-        connection = session.connection(execution_options=options) if options else session.connection()
-        new_id = connection.execute(statement, values).scalar_one_or_none()
+        new_id = session.connection(execution_options=options).execute(statement, values).scalar_one_or_none()
         if new_id is None:
             # The conflicting row is committed (PostgreSQL waited for it; SQLite serialises writers).
             message_id = _existing_id(session, form.provider, form.provider_message_id)
@@ -150,7 +149,7 @@ def mark_failed(session: Session, message_id: int, error: str, now: datetime) ->
 
     A message whose processing already completed (processed, unverified, rate limited) keeps its state.
     """
-    message = session.get(InboundMessage, message_id, with_for_update=True, populate_existing=True)
+    message = get_locked(session, InboundMessage, message_id)
     if message is None:
         log.error("inbound message %s: cannot mark failed, it does not exist", message_id)
         session.rollback()

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import Insert
 
 from alerts.dedup import SEVERITY_RANK
 from alerts.models import (
@@ -41,16 +42,19 @@ class NotYourZone(PermissionError):
     pass
 
 
-def next_number(session: Session, name: str = "incident") -> int:
-    """The next value of a named counter, atomically, on SQLite and PostgreSQL alike."""
+def _increment(session: Session, name: str) -> Insert:
+    """Add one to a named counter (created at 1), atomically, on SQLite and PostgreSQL alike."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = (
+    return (
         dialect.insert(Counter)
         .values(name=name, value=1)
         .on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
-        .returning(Counter.value)
     )
-    return session.execute(statement).scalar_one()
+
+
+def next_number(session: Session, name: str = "incident") -> int:
+    """The next value of a named counter."""
+    return session.execute(_increment(session, name).returning(Counter.value)).scalar_one()
 
 
 def allocate_incident(session: Session) -> tuple[int, int | None]:
@@ -59,11 +63,8 @@ def allocate_incident(session: Session) -> tuple[int, int | None]:
     is None: the row gets it when it is flushed."""
     if session.get_bind().dialect.name != "postgresql":
         return next_number(session), None
-    statement = (
-        postgresql.insert(Counter)
-        .values(name="incident", value=1)
-        .on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
-        .returning(Counter.value, func.nextval(func.pg_get_serial_sequence("incidents", "id")))
+    statement = _increment(session, "incident").returning(
+        Counter.value, func.nextval(func.pg_get_serial_sequence("incidents", "id"))
     )
     number, incident_id = session.execute(statement).one()
     return number, incident_id

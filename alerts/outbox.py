@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
+from alerts.db import get_locked
 from alerts.models import OutboundMessage
 from alerts.sms import segments, to_gsm7
 from alerts.states import OutboundState
@@ -194,7 +195,7 @@ def enqueue(
 def mark_sent_inline(session: Session, outbound_id: int, *, provider: str, now: datetime) -> bool:
     """Record a queued reply as sent inside the provider's webhook answer (TwiML); False if the dispatcher
     took it first, in which case the answer must not carry it too."""
-    message = session.get(OutboundMessage, outbound_id, with_for_update=True, populate_existing=True)
+    message = get_locked(session, OutboundMessage, outbound_id)
     taken = message is not None and message.state == OutboundState.QUEUED
     if taken:
         message.state = OutboundState.SENT

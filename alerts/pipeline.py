@@ -20,6 +20,7 @@ from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from alerts import incidents
+from alerts.db import get_locked
 from alerts.dedup import (
     LOCATION_CONFIDENCE,
     REPEAT_WINDOW,
@@ -248,13 +249,9 @@ class _Batch:
         """The incident, row-locked for this transaction (once)."""
         if incident_id in self.locked:
             return self.incidents[incident_id]
-        # populate_existing: the batch may have read this incident (a candidate) before taking its lock, and
-        # another worker may have changed it since (planned its escalation): the locked row's values replace
-        # what was read. Without it an upgrade kept the plan of the old generation and was never replanned.
+        # The batch may have read it as a candidate before this lock, and another worker changed it since.
         with self.session.no_autoflush:
-            incident = self.session.get(
-                Incident, incident_id, with_for_update=incidents.INCIDENT_LOCK, populate_existing=True
-            )
+            incident = get_locked(self.session, Incident, incident_id, incidents.INCIDENT_LOCK)
         if incident is None:
             raise LookupError(f"incident {incident_id} vanished during matching")
         self.locked.add(incident_id)
@@ -269,12 +266,21 @@ class _Batch:
     def add_report(self, report: Report, text: str) -> None:
         self.reports.append((report, text))
 
+    def load_reporters(self, incident_ids: Sequence[int]) -> None:
+        """Who reported each of these incidents before the batch (its own reports are in `reports`)."""
+        found: dict[int, set[int]] = {i: set() for i in incident_ids}
+        statement = select(Report.incident_id, Report.focal_point_id).where(
+            Report.incident_id.in_(incident_ids)
+        )
+        with self.session.no_autoflush:
+            for incident_id, focal_point_id in self.session.execute(statement):
+                found[incident_id].add(focal_point_id)
+        self._reporters.update(found)
+
     def reporters(self, incident_id: int, besides: Report) -> set[int]:
         """Focal points of the incident's reports other than `besides` (which is not flushed yet)."""
         if incident_id not in self._reporters:
-            statement = select(Report.focal_point_id).where(Report.incident_id == incident_id)
-            with self.session.no_autoflush:
-                self._reporters[incident_id] = set(self.session.scalars(statement))
+            self.load_reporters([incident_id])
         here = {
             r.focal_point_id for r, _ in self.reports if r.incident_id == incident_id and r is not besides
         }
@@ -415,7 +421,7 @@ def process_message(
 ) -> Outcome:
     """Process one stored inbound message and commit; a message already processed is left alone."""
     # The row lock makes the webhook and the retry job agree on who processes a message.
-    message = session.get(InboundMessage, message_id, with_for_update=True, populate_existing=True)
+    message = get_locked(session, InboundMessage, message_id)
     if message is None:
         raise LookupError(f"inbound message {message_id} does not exist")
     if message.state not in PROCESSABLE:
@@ -550,9 +556,14 @@ def _home(focal_point: FocalPoint | None) -> tuple[float, float] | None:
     return None
 
 
+def _gazetteer_location(batch: _Batch, parsed: ParsedMessage, focal_point: FocalPoint | None) -> Location:
+    """Where the gazetteer places a message: its coordinates, a place it names, else the sender's home."""
+    return batch.gazetteer().locate(parsed.place_words, parsed.coordinates, _home(focal_point))
+
+
 def _locate(ctx: _Context, focal_point: FocalPoint | None) -> Location:
     home = _home(focal_point)
-    location = ctx.batch.gazetteer().locate(ctx.parsed.place_words, ctx.parsed.coordinates, home)
+    location = _gazetteer_location(ctx.batch, ctx.parsed, focal_point)
     online = ctx.settings.geocoder
     if (
         online is not None
@@ -687,7 +698,7 @@ def _read_batch_candidates(batch: _Batch) -> None:
         parsed = batch.parsed(message)
         if message.channel != "voice" and parsed.kind in (Kind.COMMAND, Kind.UNKNOWN):
             continue
-        location = batch.gazetteer().locate(parsed.place_words, parsed.coordinates, _home(focal_point))
+        location = _gazetteer_location(batch, parsed, focal_point)
         if location.lat is None or location.lon is None:
             continue
         _zone_id, rules = _zone_and_rules(batch, location, focal_point)
@@ -717,13 +728,7 @@ def _read_batch_candidates(batch: _Batch) -> None:
     # Who reported each of them, for the corroboration count of a merge: one query for all, not one per merge.
     unknown = [i.id for i in rows if i.id not in batch._reporters]
     if unknown:
-        reporters: dict[int, set[int]] = {i: set() for i in unknown}
-        with batch.session.no_autoflush:
-            for incident_id, focal_point_id in batch.session.execute(
-                select(Report.incident_id, Report.focal_point_id).where(Report.incident_id.in_(unknown))
-            ):
-                reporters[incident_id].add(focal_point_id)
-        batch._reporters.update(reporters)
+        batch.load_reporters(unknown)
 
 
 def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:

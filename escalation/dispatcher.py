@@ -18,6 +18,7 @@ from sqlalchemy import String, bindparam, case, func, select, update
 from sqlalchemy.orm import Session
 
 from alerts import incidents
+from alerts.db import get_locked
 from alerts.models import OutboundMessage
 from alerts.states import OutboundState
 from escalation.gateways import Gateway, RetryableSendError, SendError, SendResult, send_with_failover
@@ -117,10 +118,14 @@ def _record_sent(session: Session, sent: list[dict[str, object]], stats: Dispatc
         stats.sent += session.connection().execute(_SENT, sent).rowcount
 
 
+def _last_error(errors: list[SendError]) -> str | None:
+    """The error of the last gateway that failed, as the outbox records it."""
+    return f"{errors[-1].provider}: {errors[-1].reason}" if errors else None
+
+
 def _sent_row(
     message_id: int, result: SendResult, errors: list[SendError], now: datetime
 ) -> dict[str, object]:
-    last = errors[-1] if errors else None
     return {
         "sent_id": message_id,
         "sent_provider": result.provider,
@@ -128,7 +133,7 @@ def _sent_row(
         "sent_status": result.status,
         "sent_at": now,
         # A failover: the error of the gateway that failed first stays on record.
-        "sent_error": f"{last.provider}: {last.reason}" if last is not None else None,
+        "sent_error": _last_error(errors),
     }
 
 
@@ -140,11 +145,11 @@ def _record_unsent(
     stats: DispatchStats,
 ) -> None:
     last = errors[-1] if errors else None
-    message = session.get(OutboundMessage, message_id, with_for_update=True, populate_existing=True)
+    message = get_locked(session, OutboundMessage, message_id)
     if message is None or message.state != OutboundState.SENDING:
         return  # a delivery report got there first, or the row was recovered: nothing to undo
     if last is not None:
-        message.last_error = f"{last.provider}: {last.reason}"
+        message.last_error = _last_error(errors)
     permanent = last is not None and not last.retryable
     if permanent or message.attempts >= MAX_ATTEMPTS:
         message.state = OutboundState.FAILED
