@@ -15,6 +15,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from alerts.config import load_config
     from alerts.db import Database
     from alerts.logs import configure_logging
+    from alerts.spool import open_spool
     from escalation import cli as escalation_cli
     from escalation import scheduler
     from webhooks import register as register_webhooks
@@ -30,6 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1)  # type: ignore[method-assign]
 
     app.extensions["alerts_db"] = Database(app.config["DATABASE_URL"])
+    app.extensions["alerts_spool"] = open_spool(app.config["DATABASE_URL"], app.config["INBOUND_SPOOL"])
     web.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)

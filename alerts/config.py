@@ -48,8 +48,11 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "AUTO_REPLY_CAP_PER_HOUR": (6, int),
     "UPDATE_THROTTLE_MINUTES": (5, int),  # at most one update SMS per incident in this period
     # Stored messages the engine processes in one transaction; 0: escalation.scheduler.default_batch_size
-    # (PostgreSQL: 50 in `flask worker`, 10 with the scheduler inside a web process; SQLite: 1).
+    # (50 in `flask worker`, 10 with the scheduler inside a web process; SQLite without the spool: 1).
     "INBOUND_BATCH_SIZE": (0, int),
+    # SQLite: webhooks store into a spool file beside the database, which the engine empties
+    # (alerts/spool.py); "auto" (the default) for a SQLite file database, "0": straight into the database.
+    "INBOUND_SPOOL": ("auto", str),
     "WORKER_NICE": (10, int),  # `flask worker` runs this much below the web workers' CPU priority
     "KEYWORDS_DIR": ("", str),  # extra keyword files a coordinator can add
     # Optional online fallback for places the gazetteer lacks: "nominatim", or empty (off, the default).

@@ -46,7 +46,7 @@ class InboundForm:
 
 
 @lru_cache(maxsize=8)
-def _insert_ignoring_duplicates(dialect: str, notify: str | None = None) -> Insert | None:
+def insert_ignoring_duplicates(dialect: str, notify: str | None = None) -> Insert | None:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING id where the dialect has it, else None.
 
     With `notify` (PostgreSQL), RETURNING also calls pg_notify for the row inserted, so a new message wakes
@@ -67,6 +67,23 @@ def _insert_ignoring_duplicates(dialect: str, notify: str | None = None) -> Inse
     )
 
 
+def row_values(form: InboundForm) -> dict[str, Any]:
+    """The inbound_messages row of a message just received."""
+    if form.received_at.tzinfo is None:
+        raise ValueError("received_at must be timezone-aware")
+    return {
+        "provider": form.provider,
+        "provider_message_id": form.provider_message_id,
+        "channel": form.channel,
+        "sender": form.sender,
+        "recipient": form.recipient,
+        "text": form.text,
+        "received_at": form.received_at,
+        "raw": dict(form.raw),
+        "state": InboundState.RECEIVED,
+    }
+
+
 def _existing_id(session: Session, provider: str, provider_message_id: str) -> int:
     return session.scalars(
         select(InboundMessage.id).where(
@@ -82,21 +99,9 @@ def store_inbound(session: Session, form: InboundForm, notify: str | None = None
     (PostgreSQL), a new message NOTIFYs that channel in the same transaction: workers hear of it exactly
     when it is committed, at no extra round trip.
     """
-    if form.received_at.tzinfo is None:
-        raise ValueError("received_at must be timezone-aware")
-    values = {
-        "provider": form.provider,
-        "provider_message_id": form.provider_message_id,
-        "channel": form.channel,
-        "sender": form.sender,
-        "recipient": form.recipient,
-        "text": form.text,
-        "received_at": form.received_at,
-        "raw": dict(form.raw),
-        "state": InboundState.RECEIVED,
-    }
+    values = row_values(form)
     dialect = session.get_bind().dialect.name
-    statement = _insert_ignoring_duplicates(dialect, notify)
+    statement = insert_ignoring_duplicates(dialect, notify)
     if statement is not None:
         # Core execution: the ORM layer adds nothing to a plain insert. On PostgreSQL, when the session has
         # no transaction yet (a webhook), the one statement commits by itself: no BEGIN and no COMMIT round

@@ -10,7 +10,8 @@ each on a throwaway database:
 - "service production": `wsgi:app`, gunicorn web workers without scheduler, plus one `flask --app wsgi worker`
   process (woken through LISTEN/NOTIFY on PostgreSQL; on SQLite it has only its 1 s tick).
 - "edge only": `wsgi:app` with no scheduler and no worker: messages are stored and never processed, what the
-  provider edge alone costs (signature, normalisation, idempotent store and commit, answer).
+  provider edge alone costs (signature, normalisation, idempotent store and commit, answer). On SQLite the
+  service's webhooks store into the spool (alerts/spool.py), which the engine empties into the database.
 - "floor": bench/floor_app.py (parse the form, insert one row), in both gunicorn shapes.
 For each target, a closed-loop run at full speed (C client threads, each sending its next request as soon as
 the last one is answered) gives the maximum rate; a paced run at half that rate gives the latency a provider
@@ -327,14 +328,17 @@ def warm_up(base: str) -> None:
 
 
 def wait_for_drain(url: str, since: datetime, load_ended: datetime, result: RunResult) -> None:
-    """Wait until no stored message is left unprocessed; note the drain time and the pipeline's rate."""
+    """Wait until no stored message is left unprocessed (nor spooled, on SQLite); note the drain time and the
+    pipeline's rate."""
     from sqlalchemy import func, select
 
     from alerts.db import Database
     from alerts.models import InboundMessage
+    from alerts.spool import open_spool
     from alerts.states import InboundState
 
     database = Database(url)
+    spool = open_spool(url, "auto")
     try:
         deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
         waiting = 0
@@ -345,6 +349,8 @@ def wait_for_drain(url: str, since: datetime, load_ended: datetime, result: RunR
                     .select_from(InboundMessage)
                     .where(InboundMessage.state.in_([InboundState.RECEIVED, InboundState.FAILED]))
                 )
+            if spool is not None:
+                waiting += spool.waiting()
             if not waiting:
                 break
             time.sleep(0.2)
@@ -356,6 +362,8 @@ def wait_for_drain(url: str, since: datetime, load_ended: datetime, result: RunR
             ).one()
     finally:
         database.dispose()
+        if spool is not None:
+            spool.dispose()
     result.unprocessed = waiting
     if count and first and last:
         result.drain_seconds = max(0.0, (last - load_ended).total_seconds())

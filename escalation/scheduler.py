@@ -29,6 +29,7 @@ from alerts.db import Database
 from alerts.inbound import DEFAULT_BATCH_SIZE, retry_unprocessed
 from alerts.models import InboundMessage
 from alerts.pipeline import PipelineSettings
+from alerts.spool import Spool
 from escalation.dispatcher import DispatchStats, dispatch
 from escalation.engine import DEFAULT_UPDATE_THROTTLE, sweep
 from escalation.gateways import Gateway, build_gateways
@@ -59,8 +60,10 @@ class Engine:
         update_throttle: timedelta = DEFAULT_UPDATE_THROTTLE,
         line_checks: tuple[bool, int, int] = (False, 14, 50),
         batch_size: int = DEFAULT_BATCH_SIZE,
+        spool: Spool | None = None,
     ) -> None:
         self.batch_size = batch_size
+        self.spool = spool
         self.update_throttle = update_throttle
         self.line_checks_enabled, self.line_check_days, self.line_check_daily_cap = line_checks
         self.database = database
@@ -87,6 +90,7 @@ class Engine:
                 app.config["LINE_CHECK_DAILY_CAP"],
             ),
             batch_size=app.config["INBOUND_BATCH_SIZE"] or default_batch_size(app),
+            spool=app.extensions.get("alerts_spool"),
         )
 
     def escalate(self) -> int:
@@ -102,7 +106,10 @@ class Engine:
         return dispatch(self.database.sessionmaker, self.gateways, self.clock)
 
     def process_inbound(self) -> int:
-        """Process stored messages: new ones at once, failed ones when their backoff is over."""
+        """Process stored messages: new ones at once, failed ones when their backoff is over (SQLite: those
+        the webhooks spooled are moved into the database first)."""
+        if self.spool is not None:
+            self.spool.move(self.database.sessionmaker)
 
         def process(session: Session, message_id: int, _batch_start: datetime) -> None:
             pipeline.process_message(session, message_id, now=self.clock(), settings=self.settings)
@@ -233,11 +240,12 @@ class Engine:
 def default_batch_size(app: Flask) -> int:
     """Messages per transaction when INBOUND_BATCH_SIZE is not set.
 
-    SQLite has one writer at a time and its waiters poll with growing sleeps: a webhook must never queue
-    behind a batch, so one message per transaction there. PostgreSQL: 50 in a worker process, 10 when the
-    scheduler shares a web process (its requests wait while a batch holds the interpreter).
+    50 in a worker process, 10 when the scheduler shares a web process (its requests wait while a batch
+    holds the interpreter). SQLite has one writer at a time: with the webhooks storing into the spool, only
+    the engine and the pages' writes wait for a batch; without it (INBOUND_SPOOL=0), every webhook would,
+    so one message per transaction there.
     """
-    if not app.extensions["alerts_db"].is_postgresql:
+    if not app.extensions["alerts_db"].is_postgresql and app.extensions.get("alerts_spool") is None:
         return 1
     return EMBEDDED_BATCH_SIZE if app.config["SCHEDULER_ENABLED"] else DEFAULT_BATCH_SIZE
 

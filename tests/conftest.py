@@ -66,6 +66,9 @@ def make_test_app(database_url: str, instance: Path, **overrides: object) -> Fla
         "SECRET_KEY": "test-secret-key",
         "SMS_GATEWAYS": ["console"],
         "SCHEDULER_ENABLED": False,
+        # Messages go straight into the database, as on PostgreSQL; the SQLite spool is tested on its own
+        # (tests/webhooks/test_spool.py), with the engine that empties it.
+        "INBOUND_SPOOL": "0",
         **overrides,
     }
     app = create_app(config)

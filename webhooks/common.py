@@ -15,6 +15,7 @@ from alerts import pipeline
 from alerts.delivery import apply_delivery_report
 from alerts.inbound import InboundForm, describe_error, log_processing_failure, mark_failed, store_inbound
 from alerts.phones import InvalidPhone, mask_phone, to_e164
+from alerts.spool import Spool
 from alerts.web import notify_channel, request_session, wake_engine
 
 log = logging.getLogger(__name__)
@@ -157,14 +158,18 @@ def inbound_form(
 class Handled:
     """What became of an inbound message at the edge: stored (always), new or a retry, and processed."""
 
-    message_id: int
+    message_id: int | None  # None: in the SQLite spool, not in the database yet
     created: bool
     outcome: pipeline.Outcome | None
 
 
 def store_and_process(form: InboundForm, now: datetime, *, inline: bool = False) -> Handled:
     """Store the message and commit; the engine processes it at once (woken after the answer), or, where
-    the provider's answer must carry the receipt, it is processed here. A failure keeps it for retry."""
+    the provider's answer must carry the receipt, it is processed here. A failure keeps it for retry.
+    On SQLite the message goes to the spool (alerts/spool.py) unless it is processed here."""
+    spool = current_app.extensions.get("alerts_spool")
+    if spool is not None and not inline:
+        return _spooled(spool, form)
     session = request_session()
     try:
         message_id, created = store_inbound(session, form, notify=notify_channel())
@@ -197,6 +202,17 @@ def store_and_process(form: InboundForm, now: datetime, *, inline: bool = False)
             )
         return Handled(message_id, created=True, outcome=None)
     return Handled(message_id, created=True, outcome=outcome)
+
+
+def _spooled(spool: Spool, form: InboundForm) -> Handled:
+    try:
+        created = spool.put(form)
+    except SQLAlchemyError as exc:
+        log.error("%s webhook: spooling a message failed with %s", form.provider, type(exc).__name__)
+        raise StorageUnavailable from None
+    if not created:
+        log.info("%s webhook: a retry of a spooled message", form.provider)
+    return Handled(None, created=created, outcome=None)
 
 
 def apply_report(
