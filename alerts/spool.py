@@ -25,7 +25,6 @@ import logging
 import os
 import traceback
 from collections.abc import Sequence
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -102,8 +101,16 @@ class Spool:
         """Store and commit a message; False when that provider message is already spooled (a retry)."""
         if form.received_at.tzinfo is None:
             raise ValueError("received_at must be timezone-aware")
-        values = {**asdict(form), "received_at": form.received_at.astimezone(UTC).isoformat()}
-        values["raw"] = json.dumps(form.raw, ensure_ascii=False)
+        values = {
+            "provider": form.provider,
+            "provider_message_id": form.provider_message_id,
+            "channel": form.channel,
+            "sender": form.sender,
+            "recipient": form.recipient,
+            "text": form.text,
+            "received_at": form.received_at.astimezone(UTC).isoformat(),
+            "raw": json.dumps(form.raw, ensure_ascii=False),
+        }
         with self.engine.begin() as connection:
             return connection.execute(_PUT, values).scalar_one_or_none() is not None
 
