@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -113,12 +114,23 @@ class Ack(StrEnum):
 
 def acknowledged_by(session: Session, incident: Incident) -> set[int]:
     """Responders who acknowledged the incident (by SMS or on the page)."""
-    events = session.scalars(
-        select(IncidentEvent).where(
-            IncidentEvent.incident_id == incident.id, IncidentEvent.kind == "acknowledged"
+    return acknowledgers(session, [incident.id])[incident.id]
+
+
+def acknowledgers(session: Session, incident_ids: Sequence[int]) -> dict[int, set[int]]:
+    """Per incident, the responders who acknowledged it, in one query for all of them."""
+    found: dict[int, set[int]] = {incident_id: set() for incident_id in incident_ids}
+    if not found:
+        return found
+    rows = session.execute(
+        select(IncidentEvent.incident_id, IncidentEvent.data).where(
+            IncidentEvent.incident_id.in_(found), IncidentEvent.kind == "acknowledged"
         )
     )
-    return {e.data["responder"] for e in events if e.data.get("responder") is not None}
+    for incident_id, data in rows:
+        if data.get("responder") is not None:
+            found[incident_id].add(data["responder"])
+    return found
 
 
 def acknowledge(

@@ -145,14 +145,17 @@ class StepResult:
 @dataclass
 class _Run:
     """What the steps of one transaction share, read once: zones, who is on duty per zone and tier, the
-    report counts their page texts quote, and the pages they already wrote. (Acknowledgements are read
-    per step, under the incident's lock: one that just arrived must stop the step.)"""
+    report counts their page texts quote, and the pages they already wrote. For steps, also their
+    incidents, row-locked, and who acknowledged them, read once those locks are held: an acknowledgement
+    committed before counts, and one arriving now waits for this transaction's commit."""
 
     session: Session
     now: datetime
     zones: dict[int, Zone]
     report_counts: dict[int, int]
     pages: ReplyBook | None = None
+    incidents: dict[int, Incident] = field(default_factory=dict)
+    acks: dict[int, set[int]] = field(default_factory=dict)
     _on_duty: dict[tuple[int | None, int], list[Responder]] = field(default_factory=dict)
 
     @classmethod
@@ -231,21 +234,15 @@ def page_text(
 
 def _run_step(run: _Run, step: EscalationStep) -> StepResult | None:
     session, now = run.session, run.now
-    # Another worker busy with a sibling step of this incident keeps its row: come back to this one later
-    # rather than wait for that worker's whole batch (PostgreSQL; SQLite has one writer at a time anyway).
-    incident = session.scalar(
-        select(Incident)
-        .where(Incident.id == step.incident_id)
-        .with_for_update(skip_locked=True, key_share=True)
-    )
-    if incident is None:
+    incident = run.incidents.get(step.incident_id)
+    if incident is None:  # another worker holds its row (see _lock_incidents): back to the queue
         step.state, step.claimed_by, step.claimed_at = StepState.PENDING, None, None
         return None
     if step.generation != incident.escalation_generation:
         return _finish(step, StepState.CANCELLED, "stale: the incident was upgraded", now)
     if incident.status in incidents.CLOSED:
         return _finish(step, StepState.CANCELLED, f"incident {incident.status}", now)
-    already_acked = incidents.acknowledged_by(session, incident)  # read under the incident's lock
+    already_acked = run.acks[incident.id]  # read under the incident's lock
     acks = len(already_acked)
     if incident.status == IncidentStatus.ACKNOWLEDGED and acks >= step.quorum:
         return _finish(step, StepState.CANCELLED, f"acknowledged ({acks} of {step.quorum})", now)
@@ -305,6 +302,22 @@ def _finish(
     return StepResult(step.id, outcome, paged)
 
 
+def _lock_incidents(session: Session, incident_ids: set[int]) -> dict[int, Incident]:
+    """The incidents of a run's steps, row-locked in one statement and read as they are now.
+
+    One another worker holds (busy with a sibling step, or a batch merging a report into it) is skipped, not
+    waited for: its steps go back to the queue for the next run (PostgreSQL; SQLite has one writer at a time).
+    """
+    statement = (
+        select(Incident)
+        .where(Incident.id.in_(incident_ids))
+        .order_by(Incident.id)
+        .with_for_update(skip_locked=True, **incidents.INCIDENT_LOCK)
+        .execution_options(populate_existing=True)
+    )
+    return {incident.id: incident for incident in session.scalars(statement)}
+
+
 def run_due_steps(session: Session, now: datetime, worker: str, limit: int = 50) -> list[StepResult]:
     """Claim up to `limit` due steps, run them and commit in one transaction."""
     due = session.scalars(
@@ -335,6 +348,8 @@ def run_due_steps(session: Session, now: datetime, worker: str, limit: int = 50)
         set_committed_value(step, "claimed_by", worker)
         set_committed_value(step, "claimed_at", now)
     run = _Run.load(session, now, (step.incident_id for step in steps))
+    run.incidents = _lock_incidents(session, {step.incident_id for step in steps})
+    run.acks = incidents.acknowledgers(session, list(run.incidents))
     run.pages = ReplyBook.load_for_steps(session, [step.id for step in steps], now)
     results = []
     # The steps' pages and timeline lines are written together at the commit: nothing a step reads (its

@@ -6,10 +6,17 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from alerts import incidents
-from alerts.models import DutyPeriod, EscalationPolicy, EscalationStep, IncidentEvent, OutboundMessage
+from alerts.models import (
+    DutyPeriod,
+    EscalationPolicy,
+    EscalationStep,
+    Incident,
+    IncidentEvent,
+    OutboundMessage,
+)
 from alerts.states import IncidentStatus, StepState
 from escalation.engine import plan_escalations, run_due_steps, sweep
 from tests import factories
@@ -238,6 +245,65 @@ def test_two_workers_on_one_postgresql_never_send_a_step_twice(session, database
     assert len(keys) == len(set(keys))
     per_step = {"1": 2, "2": 1, "3": 1}
     assert len(pages) == sum(per_step[str(s.tier)] for s in steps)
+
+
+def test_a_run_locks_its_incidents_and_reads_their_acknowledgements_once(session, database):
+    net = factories.network(session)
+    for n in range(6):
+        factories.incident(session, net["zone"], lat=-1.0 - n / 10, place_name=f"Village {n}")
+    session.commit()
+    with database.session() as planner:
+        plan_escalations(planner, T0)
+    acker = net["tier1"][0]
+    with database.session() as other:  # one incident acknowledged by a tier-1 responder before the run
+        first = other.scalars(select(Incident).order_by(Incident.id)).first()
+        incidents.record(other, first, "acknowledged", "by a colleague", T0, responder=acker.id)
+        other.commit()
+    statements: list[str] = []
+
+    def remember(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", remember)
+    try:
+        with database.session() as worker:
+            results = run_due_steps(worker, T0, "w1")
+    finally:
+        event.remove(database.engine, "before_cursor_execute", remember)
+
+    assert len(results) == 12  # tiers 1 and 2 of six incidents
+    assert sum("FROM incidents" in s and "incident_events" not in s for s in statements) == 1
+    assert sum("FROM incident_events" in s for s in statements) == 1
+    session.commit()
+    session.expire_all()
+    pages = _pages(session)
+    paged = {(m.incident_id, m.responder_id) for m in pages}
+    assert (first.id, acker.id) not in paged  # who acknowledged is not paged for that incident...
+    assert sum(1 for i, r in paged if r == acker.id) == 5  # ...but for each of the five others
+
+
+@postgresql_only
+def test_a_step_whose_incident_another_worker_holds_goes_back_to_the_queue(session, database):
+    net = factories.network(session)
+    busy = factories.incident(session, net["zone"])
+    free = factories.incident(session, net["zone"], lat=-1.6, place_name="Elsewhere")
+    session.commit()
+    with database.session() as planner:
+        plan_escalations(planner, T0)
+    with database.session() as holder:
+        holder.execute(select(Incident).where(Incident.id == busy.id).with_for_update(key_share=True))
+        with database.session() as worker:
+            results = run_due_steps(worker, T0, "w1")
+        holder.rollback()
+
+    assert len(results) == 2  # tiers 1 and 2 of the free incident only
+    session.commit()
+    steps = session.scalars(select(EscalationStep).where(EscalationStep.incident_id == busy.id)).all()
+    assert {(s.state, s.claimed_by) for s in steps if s.due_at <= T0} == {(StepState.PENDING, None)}
+    with database.session() as worker:
+        assert len(run_due_steps(worker, T0, "w1")) == 2  # the next run has it
+    session.commit()
+    assert {m.incident_id for m in _pages(session)} == {busy.id, free.id}
 
 
 def test_a_wake_up_during_a_pump_asks_it_for_another_pass_and_an_idle_one_runs_it_now(app, monkeypatch):
