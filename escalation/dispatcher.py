@@ -38,6 +38,18 @@ class DispatchStats:
     recovered: int = 0
     errors: list[str] = field(default_factory=list)
 
+    @property
+    def attempted(self) -> int:
+        """Messages this run tried to send."""
+        return self.sent + self.retried + self.failed
+
+    def merge(self, other: DispatchStats) -> None:
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.recovered += other.recovered
+        self.errors.extend(other.errors)
+
 
 def backoff(attempts: int) -> timedelta:
     """Delay before the next try after `attempts` failed ones (exponential, capped)."""

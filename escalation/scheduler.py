@@ -76,6 +76,8 @@ class Engine:
         self._stopping = threading.Event()
         self._woken = threading.Event()
         self._pumping = threading.Event()  # a pump is running: a wake-up only asks it for another pass
+        self._dispatching = threading.Event()  # the dispatch job runs: new pages only ask it for another pass
+        self._more_to_send = threading.Event()
 
     @classmethod
     def from_app(cls, app: Flask) -> Engine:
@@ -94,16 +96,48 @@ class Engine:
         )
 
     def escalate(self) -> int:
-        """Plan and run due steps; pages just written are dispatched at once, not at the next tick."""
+        """Plan and run due steps; pages just written are sent at once, not at the next tick."""
         steps = sweep(
             self.database.sessionmaker, self.clock(), self.worker, update_throttle=self.update_throttle
         )
         if steps:
-            self.dispatch()
+            self._send_now()
         return steps
 
     def dispatch(self) -> DispatchStats:
         return dispatch(self.database.sessionmaker, self.gateways, self.clock)
+
+    def _send_now(self) -> None:
+        """Pages were just written. With the scheduler running, the dispatch job sends them in its own thread
+        while the pump goes on with the next messages (a provider call takes 100s of ms; the pump used to wait
+        for a batch of them after every escalation run); without it (tests, benchmarks), here."""
+        if self.scheduler is None or not self._running():
+            self.dispatch()
+            return
+        self._more_to_send.set()
+        if not self._dispatching.is_set():
+            job = self.scheduler.get_job("dispatch")
+            if job is not None:
+                job.modify(next_run_time=datetime.now(UTC))
+
+    def _running(self) -> bool:
+        return self.scheduler is not None and self.scheduler.running
+
+    def dispatch_job(self) -> DispatchStats:
+        """The dispatch job: sends until nothing is due, taking another pass when the pump wrote pages
+        meanwhile (asking the scheduler then would have it skip the run), up to a bound that keeps it fair."""
+        total = DispatchStats()
+        self._dispatching.set()
+        try:
+            for _ in range(MAX_PUMP_PASSES):
+                self._more_to_send.clear()
+                stats = self.dispatch()
+                total.merge(stats)
+                if not stats.attempted and not self._more_to_send.is_set():
+                    break
+        finally:
+            self._dispatching.clear()
+        return total
 
     def process_inbound(self) -> int:
         """Process stored messages: new ones at once, failed ones when their backoff is over (SQLite: those
@@ -143,7 +177,10 @@ class Engine:
         try:
             for _ in range(MAX_PUMP_PASSES):
                 self._woken.clear()
-                work = self.process_inbound() + self.escalate()
+                processed = self.process_inbound()
+                if processed and self._running():  # their receipts go out beside the next pass
+                    self._send_now()
+                work = processed + self.escalate()
                 done += work
                 if not work and not self._woken.is_set():
                     break
@@ -163,7 +200,7 @@ class Engine:
         )
         jobs: dict[str, tuple[Callable[[], Any], float]] = {
             "pump": (self.pump, tick_seconds),
-            "dispatch": (self.dispatch, tick_seconds),
+            "dispatch": (self.dispatch_job, tick_seconds),
         }
         if self.line_checks_enabled:
             jobs["line_checks"] = (self.line_checks, 600.0)
@@ -194,7 +231,7 @@ class Engine:
         now = datetime.now(UTC)
         for job_id in ("pump", "dispatch"):
             job = scheduler.get_job(job_id)
-            if job is not None:
+            if job is not None and not (job_id == "dispatch" and self._dispatching.is_set()):
                 job.modify(next_run_time=now)
 
     def start(self, blocking: bool = False) -> None:

@@ -19,6 +19,7 @@ from alerts.models import (
 )
 from alerts.states import IncidentStatus, StepState
 from escalation.engine import plan_escalations, run_due_steps, sweep
+from escalation.gateways import ConsoleGateway
 from tests import factories
 from tests.conftest import T0, postgresql_only
 
@@ -331,6 +332,49 @@ def test_a_wake_up_during_a_pump_asks_it_for_another_pass_and_an_idle_one_runs_i
         assert scheduler.get_job("pump").next_run_time < planned
     finally:
         scheduler.shutdown(wait=False)
+
+
+class HeldGateway(ConsoleGateway):
+    """A provider that answers only when the test lets it."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.all_sent = threading.Event()
+        self.expected = expected
+
+    def send(self, to, body, *, reference):
+        self.entered.set()
+        assert self.release.wait(timeout=30)
+        result = super().send(to, body, reference=reference)
+        if len(self.sent) >= self.expected:
+            self.all_sent.set()
+        return result
+
+
+def test_with_the_scheduler_running_pages_are_sent_beside_the_pump_not_inside_it(app, session):
+    net = factories.network(session)
+    factories.incident(session, net["zone"])
+    session.commit()
+    engine = app.extensions["alerts_engine"]
+    gateway = HeldGateway(expected=len(net["tier1"] + net["tier2"]))
+    engine.gateways = [gateway]
+    engine.clock = lambda: T0
+    scheduler = engine.build_scheduler(tick_seconds=3600)
+    scheduler.start()
+    try:
+        engine.pump()  # writes the pages, wakes the dispatch job, does not wait for the provider
+        assert gateway.entered.wait(timeout=30)  # the dispatch job is sending, held by the provider
+        assert gateway.sent == []
+        gateway.release.set()
+        assert gateway.all_sent.wait(timeout=30)
+    finally:
+        scheduler.shutdown(wait=True)
+    session.commit()
+    session.expire_all()
+    assert sorted(m.state for m in _pages(session)) == ["sent"] * gateway.expected
+    assert len({m.to for m in gateway.sent}) == gateway.expected  # each responder once
 
 
 @pytest.mark.parametrize("embedded", [False, True])
