@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, UniqueConstraint, delete, func, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Row, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from alerts.db import make_engine
@@ -149,12 +150,17 @@ class Spool:
         return stored
 
     def _one_by_one(self, session_factory: Any, rows: Sequence[Row[Any]]) -> tuple[int, list[int]]:
+        """Each row in its own transaction; one that fails stays. The database itself failing (locked, down,
+        out of disk) stops the move: raised once, every row kept, rather than one error per row."""
         stored, moved = 0, []
         for row in rows:
             try:
                 with session_factory() as session:
                     stored += _store(session, [row])
                     session.commit()
+            except OperationalError:
+                self.forget(moved)
+                raise
             except Exception as exc:
                 # The message stays spooled and is tried again at the next run: logged, never dropped.
                 log.error(

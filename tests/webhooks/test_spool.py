@@ -5,12 +5,16 @@ cannot be moved), and nothing is lost on the way."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import event, func, insert, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import sessionmaker
 
+from alerts.db import make_engine
 from alerts.models import Incident
 from alerts.spool import Spool, spooled_messages, wanted
 from alerts.states import InboundState
@@ -226,3 +230,40 @@ def test_without_the_spool_messages_go_straight_into_the_database(app, database_
     assert direct.extensions["alerts_spool"] is None
     assert len(inbound_messages(session)) == 1
     direct.extensions["alerts_db"].dispose()
+
+
+def test_a_database_that_fails_stops_the_move_once_and_keeps_every_message(
+    app, client, session, spool, caplog
+):
+    for n in range(3):
+        post_twilio(client, SMS, twilio_sms_form(sid=f"SM{n:032d}", sender="+243815550099"))
+    url = app.extensions["alerts_db"].engine.url
+    impatient = make_engine(url.render_as_string())  # gives up at once when the database is locked
+    event.listen(
+        impatient, "connect", lambda connection, _record: connection.execute("PRAGMA busy_timeout=0")
+    )
+    holder = sqlite3.connect(url.database, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # another program holds the database (SQLite's lock, no turnstile)
+        with caplog.at_level(logging.INFO), pytest.raises(OperationalError, match="locked"):
+            spool.move(sessionmaker(impatient))
+    finally:
+        holder.rollback()
+        holder.close()
+        impatient.dispose()
+
+    assert spool.waiting() == 3
+    assert "could not be moved" not in caplog.text  # one error for the job, not one per message
+    assert inbound_messages(session) == []
+    process_stored(app)
+    assert len(inbound_messages(session)) == 3
+    assert spool.waiting() == 0
+
+
+def test_healthz_reports_the_spools_backlog(client, spool):
+    post_twilio(client, SMS, twilio_sms_form())
+
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "database": "ok", "spooled": 1}
