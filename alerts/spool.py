@@ -24,7 +24,7 @@ import json
 import logging
 import os
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +38,7 @@ from alerts.db import make_engine
 from alerts.inbound import InboundForm, insert_ignoring_duplicates, row_values
 
 log = logging.getLogger(__name__)
+SessionFactory = Callable[[], Session]
 
 SUFFIX = "-inbox"
 MOVE_LIMIT = 500  # spooled messages moved in one transaction of the database
@@ -120,7 +121,7 @@ class Spool:
         with self._reads.connect() as connection:
             return connection.scalar(select(func.count()).select_from(spooled_messages)) or 0
 
-    def move(self, session_factory: Any, limit: int = MOVE_LIMIT) -> int:
+    def move(self, session_factory: SessionFactory, limit: int = MOVE_LIMIT) -> int:
         """Move spooled messages into the database, oldest first; returns how many were new there.
 
         `session_factory` makes sessions of the database (their transactions take its write lock).
@@ -149,7 +150,7 @@ class Spool:
             log.info("%d spooled messages were retries of messages stored before", retries)
         return stored
 
-    def _one_by_one(self, session_factory: Any, rows: Sequence[Row[Any]]) -> tuple[int, list[int]]:
+    def _one_by_one(self, session_factory: SessionFactory, rows: Sequence[Row[Any]]) -> tuple[int, list[int]]:
         """Each row in its own transaction; one that fails stays. The database itself failing (locked, down,
         out of disk) stops the move: raised once, every row kept, rather than one error per row."""
         stored, moved = 0, []
