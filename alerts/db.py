@@ -93,8 +93,12 @@ def normalise_url(url: str) -> str:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine tuned for its backend: SQLite in WAL mode with foreign keys; PostgreSQL via psycopg 3."""
+    """An engine tuned for its backend: SQLite in WAL mode with foreign keys; PostgreSQL via psycopg 3.
+    Parameters are never shown in its errors."""
     url = normalise_url(url)
+    # A database error's text would otherwise quote the statement's parameters (a sender, an SMS): an
+    # exception logged anywhere (a job's traceback, a 500) must not carry them.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(
             url,

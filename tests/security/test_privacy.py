@@ -8,11 +8,13 @@ import io
 import logging
 import re
 import runpy
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
+from sqlalchemy.exc import IntegrityError
 from twilio.request_validator import RequestValidator
 
 from alerts import pipeline
@@ -245,6 +247,30 @@ def test_a_failed_inbound_messages_stored_error_carries_no_phone_or_text(
     for message in failed:
         assert message.error.startswith("ValueError")
         assert leaks(message.error, net["phones"], [FAILING_ALERT]) == []
+
+
+def test_a_database_error_never_quotes_the_sender_or_the_text(database):
+    """An exception's text is what a job's traceback or an error page would show."""
+    row = {
+        "provider": "twilio",
+        "provider_message_id": "SM-duplicate",
+        "sender": "+243815550077",
+        "recipient": OUR_NUMBER,
+        "text": "Hommes armes a Kalembe, secret",
+        "received_at": datetime.now(UTC),
+        "raw": {},
+        "state": InboundState.RECEIVED,
+    }
+    with database.engine.begin() as connection:
+        connection.execute(insert(InboundMessage), row)
+    with pytest.raises(IntegrityError) as raised, database.engine.begin() as connection:
+        connection.execute(insert(InboundMessage), row)  # the same provider message again
+
+    assert "inbound_messages" in str(raised.value)  # the statement is still named
+    assert "+243815550077" not in str(raised.value)
+    assert "Kalembe" not in str(raised.value)
+    with database.engine.begin() as connection:
+        connection.execute(delete(InboundMessage))
 
 
 def secrets_of(net) -> dict[str, str]:
