@@ -12,12 +12,19 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
 
-from apscheduler.events import EVENT_JOB_ERROR, EVENT_SCHEDULER_STARTED, JobExecutionEvent, SchedulerEvent
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_EXECUTED,
+    EVENT_SCHEDULER_STARTED,
+    JobExecutionEvent,
+    SchedulerEvent,
+)
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -214,7 +221,9 @@ class Engine:
                 coalesce=True,
                 misfire_grace_time=None,
             )
-        scheduler.add_listener(_log_job_error, EVENT_JOB_ERROR)
+        failures = JobFailures()
+        scheduler.add_listener(failures.failed, EVENT_JOB_ERROR)
+        scheduler.add_listener(failures.executed, EVENT_JOB_EXECUTED)
         self.scheduler = scheduler
         return scheduler
 
@@ -287,8 +296,32 @@ def default_batch_size(app: Flask) -> int:
     return EMBEDDED_BATCH_SIZE if app.config["SCHEDULER_ENABLED"] else DEFAULT_BATCH_SIZE
 
 
-def _log_job_error(event: JobExecutionEvent) -> None:
-    log.error("job %s failed: %r", event.job_id, event.exception, exc_info=event.exception)
+class JobFailures:
+    """Logs a job's failures without flooding: the first with its traceback, the same failure again (same job,
+    same exception type) at most once per `every` seconds with how many times it happened meanwhile, and the
+    job's recovery. With the database down every job fails every tick; the log must still be readable."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self._failing: dict[
+            str, tuple[str, float, int]
+        ] = {}  # job -> (exception type, last logged, unlogged)
+
+    def failed(self, event: JobExecutionEvent) -> None:
+        kind, now = type(event.exception).__name__, self.clock()
+        previous = self._failing.get(event.job_id)
+        if previous is not None and previous[0] == kind and now - previous[1] < self.every:
+            self._failing[event.job_id] = (kind, previous[1], previous[2] + 1)
+            return
+        since = f" ({previous[2]} more failures since the last report)" if previous and previous[2] else ""
+        log.error("job %s failed: %r%s", event.job_id, event.exception, since, exc_info=event.exception)
+        self._failing[event.job_id] = (kind, now, 0)
+
+    def executed(self, event: JobExecutionEvent) -> None:
+        previous = self._failing.pop(event.job_id, None)
+        if previous is not None:
+            log.warning("job %s runs again after failing with %s", event.job_id, previous[0])
 
 
 def notify_workers(database: Database) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 
@@ -416,3 +417,33 @@ def test_a_worker_told_to_stop_while_its_scheduler_starts_does_not_hang(app):
     runner.join(timeout=30)
     assert not runner.is_alive(), "the blocking start never returned"
     assert not scheduler.running
+
+
+def test_a_job_failing_every_tick_is_logged_once_a_minute_with_a_count_and_its_recovery(caplog):
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
+
+    from escalation.scheduler import JobFailures
+
+    now = [0.0]
+    failures = JobFailures(every=60.0, clock=lambda: now[0])
+
+    def fail(kind: type[Exception] = ConnectionError) -> None:
+        failures.failed(JobExecutionEvent(EVENT_JOB_ERROR, "pump", None, T0, exception=kind("server down")))
+
+    with caplog.at_level(logging.WARNING, logger="escalation.scheduler"):
+        for second in range(90):  # the database is down for a minute and a half, the job runs every second
+            now[0] = float(second)
+            fail()
+        fail(ValueError)  # another failure is news: logged at once
+        now[0] = 91.0
+        failures.executed(JobExecutionEvent(EVENT_JOB_EXECUTED, "pump", None, T0))
+        failures.executed(JobExecutionEvent(EVENT_JOB_EXECUTED, "pump", None, T0))
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages == [
+        "job pump failed: ConnectionError('server down')",
+        "job pump failed: ConnectionError('server down') (59 more failures since the last report)",
+        "job pump failed: ValueError('server down') (29 more failures since the last report)",
+        "job pump runs again after failing with ValueError",
+    ]
+    assert caplog.records[0].exc_info is not None  # the first report carries the traceback
