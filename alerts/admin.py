@@ -179,7 +179,7 @@ def export_csv(kind: str) -> Response:
     writer.writerow(found.columns)
     rows = 0
     for row in found.export(request_session()):
-        writer.writerow(row)
+        writer.writerow([imports.spreadsheet_safe(cell) for cell in row])
         rows += 1
     _log(f"exported {rows} {found.label}")
     return Response(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
@@ -51,6 +52,25 @@ class _RowError(ValueError):
     pass
 
 
+# A cell a spreadsheet would run as a formula (CSV injection): names and villages can come from SMS
+# (a registration), and coordinators open exports in Excel or LibreOffice.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?\d[\d.]*")  # phone numbers in E.164, coordinates
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: one that would start a formula gets a leading apostrophe
+    (numbers, phone numbers included, stay as they are). `_read` takes the apostrophe off on import."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+def _unquoted(value: str) -> str:
+    """An exported cell back as it was stored (see spreadsheet_safe)."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(_FORMULA_STARTS) else value
+
+
 def _read(stream: TextIO, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
     text = stream.read()
     if text.startswith("\ufeff"):  # a BOM from spreadsheet exports
@@ -67,7 +87,7 @@ def _read(stream: TextIO, columns: tuple[str, ...]) -> list[tuple[int, dict[str,
             continue  # blank line
         if None in record:
             raise ImportFailed([f"line {reader.line_num}: more fields than the header has"])
-        rows.append((reader.line_num, {k: (v or "").strip() for k, v in record.items()}))
+        rows.append((reader.line_num, {k: _unquoted((v or "").strip()) for k, v in record.items()}))
     return rows
 
 

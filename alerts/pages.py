@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from alerts import incidents, metrics, queries
 from alerts.auth import Viewer, check_csrf, current_viewer, login_required
+from alerts.imports import spreadsheet_safe
 from alerts.models import Report, Responder, User, Zone
 from alerts.phones import mask_phone
 from alerts.pipeline import PipelineSettings, callback_category
@@ -90,7 +91,7 @@ def export_csv() -> Response:
     writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
     writer.writeheader()
     for row in page.rows:
-        writer.writerow(row.as_dict())
+        writer.writerow({column: spreadsheet_safe(value) for column, value in row.as_dict().items()})
     return Response(
         out.getvalue(),
         mimetype="text/csv",

