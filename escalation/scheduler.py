@@ -118,17 +118,22 @@ class Engine:
         """Pages were just written. With the scheduler running, the dispatch job sends them in its own thread
         while the pump goes on with the next messages (a provider call takes 100s of ms; the pump used to wait
         for a batch of them after every escalation run); without it (tests, benchmarks), here."""
-        if self.scheduler is None or not self._running():
+        if not self._running():
             self.dispatch()
             return
         self._more_to_send.set()
-        if not self._dispatching.is_set():
-            job = self.scheduler.get_job("dispatch")
-            if job is not None:
-                job.modify(next_run_time=datetime.now(UTC))
+        self._run_now("dispatch")
 
     def _running(self) -> bool:
         return self.scheduler is not None and self.scheduler.running
+
+    def _run_now(self, job_id: str) -> None:
+        """Move a job's next run to now, unless it is running: the scheduler would only skip that run, and
+        say so; a running job is asked for another pass through its event instead."""
+        running = {"pump": self._pumping, "dispatch": self._dispatching}[job_id]
+        job = self.scheduler.get_job(job_id) if self.scheduler is not None else None
+        if job is not None and not running.is_set():
+            job.modify(next_run_time=datetime.now(UTC))
 
     def dispatch_job(self) -> DispatchStats:
         """The dispatch job: sends until nothing is due, taking another pass when the pump wrote pages
@@ -234,14 +239,10 @@ class Engine:
         per message; asking the scheduler each time would only have it skip the run, and say so).
         """
         self._woken.set()
-        scheduler = self.scheduler
-        if scheduler is None or not scheduler.running or self._pumping.is_set():
+        if not self._running() or self._pumping.is_set():
             return
-        now = datetime.now(UTC)
         for job_id in ("pump", "dispatch"):
-            job = scheduler.get_job(job_id)
-            if job is not None and not (job_id == "dispatch" and self._dispatching.is_set()):
-                job.modify(next_run_time=now)
+            self._run_now(job_id)
 
     def start(self, blocking: bool = False) -> None:
         if self._stopping.is_set():  # SIGTERM before it started: a blocking start would never return
