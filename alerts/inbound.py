@@ -67,8 +67,8 @@ def insert_ignoring_duplicates(dialect: str, notify: str | None = None) -> Inser
     )
 
 
-def row_values(form: InboundForm) -> dict[str, Any]:
-    """The inbound_messages row of a message just received."""
+def form_values(form: InboundForm) -> dict[str, Any]:
+    """The message's fields by column name: where its database row and its SQLite spool row start."""
     if form.received_at.tzinfo is None:
         raise ValueError("received_at must be timezone-aware")
     return {
@@ -80,8 +80,12 @@ def row_values(form: InboundForm) -> dict[str, Any]:
         "text": form.text,
         "received_at": form.received_at,
         "raw": dict(form.raw),
-        "state": InboundState.RECEIVED,
     }
+
+
+def row_values(form: InboundForm) -> dict[str, Any]:
+    """The inbound_messages row of a message just received."""
+    return {**form_values(form), "state": InboundState.RECEIVED}
 
 
 def _existing_id(session: Session, provider: str, provider_message_id: str) -> int:

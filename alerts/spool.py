@@ -35,7 +35,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from alerts.db import make_engine
-from alerts.inbound import InboundForm, insert_ignoring_duplicates, row_values
+from alerts.inbound import InboundForm, form_values, insert_ignoring_duplicates, row_values
 
 log = logging.getLogger(__name__)
 SessionFactory = Callable[[], Session]
@@ -101,18 +101,9 @@ class Spool:
 
     def put(self, form: InboundForm) -> bool:
         """Store and commit a message; False when that provider message is already spooled (a retry)."""
-        if form.received_at.tzinfo is None:
-            raise ValueError("received_at must be timezone-aware")
-        values = {
-            "provider": form.provider,
-            "provider_message_id": form.provider_message_id,
-            "channel": form.channel,
-            "sender": form.sender,
-            "recipient": form.recipient,
-            "text": form.text,
-            "received_at": form.received_at.astimezone(UTC).isoformat(),
-            "raw": json.dumps(form.raw, ensure_ascii=False),
-        }
+        values = form_values(form)
+        values["received_at"] = form.received_at.astimezone(UTC).isoformat()
+        values["raw"] = json.dumps(form.raw, ensure_ascii=False)
         with self.engine.begin() as connection:
             return connection.execute(_PUT, values).scalar_one_or_none() is not None
 
