@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from alerts import incidents
@@ -134,7 +134,7 @@ class _Batch:
     _recent_reports: list[tuple[int | None, int | None, datetime, str]] | None = None
     _reporters: dict[int, set[int]] = field(default_factory=dict)
     # Candidate incidents read for a place and dedup rules: (the `since` they were read for, rows).
-    nearby: dict[tuple[float, float, float, timedelta], tuple[datetime, list[Incident]]] = field(
+    nearby: dict[tuple[float, float, float, timedelta], tuple[datetime, list[Any]]] = field(
         default_factory=dict
     )
     _parsed: dict[int, ParsedMessage] = field(default_factory=dict)
@@ -612,6 +612,20 @@ def report_confidence(location: Location) -> float:
     return round(LOCATION_CONFIDENCE[location.located_by.value] * (0.5 + 0.5 * location.confidence), 3)
 
 
+# What matching reads of a candidate incident: plain rows, not ORM objects (a batch reads every open incident
+# near its alerts, and the one it merges into is loaded and row-locked on its own).
+_CANDIDATE_COLUMNS = (
+    Incident.id,
+    Incident.status,
+    Incident.merged_into_id,
+    Incident.last_report_at,
+    Incident.lat,
+    Incident.lon,
+    Incident.category,
+    Incident.severity,
+)
+
+
 def _candidates(batch: _Batch, report: NewReport, rules: DedupRules) -> list[Candidate]:
     """Open incidents near the report in space and time, with the focal point's recent reports on each.
 
@@ -633,8 +647,8 @@ def _candidates(batch: _Batch, report: NewReport, rules: DedupRules) -> list[Can
         rows = cached[1]
     else:
         with session.no_autoflush:
-            rows = session.scalars(
-                select(Incident)
+            rows = session.execute(
+                select(*_CANDIDATE_COLUMNS)
                 .where(
                     Incident.status.in_(OPEN_STATES),
                     Incident.merged_into_id.is_(None),
@@ -708,25 +722,26 @@ def _read_batch_candidates(batch: _Batch) -> None:
     if len(wanted) < 2:
         return  # one alert: its own query is the same query
     since = min(w[1] for w in wanted)
-    boxes = {w[2] for w in wanted}
+    # One box around them all: the same statement every batch (compiled and prepared once); each place's
+    # own box is cut out of the rows below. Open incidents are few, so the wider box costs little.
+    boxes = [w[2] for w in wanted]
     with batch.session.no_autoflush:
-        rows = batch.session.scalars(
-            select(Incident).where(
+        rows = batch.session.execute(
+            select(*_CANDIDATE_COLUMNS).where(
                 Incident.status.in_(OPEN_STATES),
                 Incident.merged_into_id.is_(None),
                 Incident.last_report_at >= since,
-                or_(
-                    *(
-                        and_(Incident.lat.between(a, b), Incident.lon.between(c, d))
-                        for a, b, c, d in sorted(boxes)
-                    )
-                ),
+                Incident.lat.between(min(b[0] for b in boxes), max(b[1] for b in boxes)),
+                Incident.lon.between(min(b[2] for b in boxes), max(b[3] for b in boxes)),
             )
         ).all()
-    for key, _since, _box in wanted:
-        batch.nearby[key] = (since, rows)
+    near: dict[int, Any] = {}
+    for key, _since, (a, b, c, d) in wanted:
+        if key not in batch.nearby:  # each place keeps the rows of its own box, cut once, not per message
+            batch.nearby[key] = (since, [r for r in rows if a <= r.lat <= b and c <= r.lon <= d])
+            near.update((r.id, r) for r in batch.nearby[key][1])
     # Who reported each of them, for the corroboration count of a merge: one query for all, not one per merge.
-    unknown = [i.id for i in rows if i.id not in batch._reporters]
+    unknown = [i for i in near if i not in batch._reporters]
     if unknown:
         batch.load_reporters(unknown)
 
