@@ -57,54 +57,50 @@ def backoff(attempts: int) -> timedelta:
 
 
 def recover_expired_leases(session: Session, now: datetime) -> int:
-    """Queue again the messages whose sender died mid-send (their lease ran out)."""
+    """Queue again the messages whose sender died mid-send (their lease ran out); the caller commits."""
     result = session.execute(
         update(OutboundMessage)
         .where(OutboundMessage.state == OutboundState.SENDING, OutboundMessage.next_attempt_at <= now)
         .values(state=OutboundState.QUEUED, last_error="send lease expired: the sender stopped mid-send")
         .execution_options(synchronize_session=False)
     )
-    session.commit()
     if result.rowcount:
         log.warning("outbox: %d message(s) re-queued after an interrupted send", result.rowcount)
     return result.rowcount
 
 
+# Pages first: a burst of receipts must not hold up the responders' SMS.
+_page_first = case((OutboundMessage.purpose == "page", 0), else_=1)
+
+
 def claim(session: Session, now: datetime, limit: int) -> list[tuple[int, str, str]]:
-    """Take up to `limit` due messages for this worker: (id, recipient, body)."""
-    rows = session.scalars(
-        select(OutboundMessage)
+    """Take up to `limit` due messages for this worker, pages first: (id, recipient, body); commits.
+
+    One statement: the due rows are chosen and locked (PostgreSQL, skipping those another worker holds)
+    and leased in the same UPDATE, whose WHERE repeats the state check (the claim on SQLite, no row locks).
+    """
+    due = (
+        select(OutboundMessage.id)
         .where(OutboundMessage.state == OutboundState.QUEUED, OutboundMessage.next_attempt_at <= now)
-        # Pages first: a burst of receipts must not hold up the responders' SMS.
-        .order_by(
-            case((OutboundMessage.purpose == "page", 0), else_=1),
-            OutboundMessage.next_attempt_at,
-            OutboundMessage.id,
-        )
+        .order_by(_page_first, OutboundMessage.next_attempt_at, OutboundMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
-    ).all()
-    if not rows:
-        session.commit()
-        return []
-    # One conditional update claims them all: the claim on SQLite (no row locks); PostgreSQL locked them.
-    taken = set(
-        session.scalars(
-            update(OutboundMessage)
-            .where(
-                OutboundMessage.id.in_([r.id for r in rows]), OutboundMessage.state == OutboundState.QUEUED
-            )
-            .values(
-                state=OutboundState.SENDING,
-                attempts=OutboundMessage.attempts + 1,
-                next_attempt_at=now + SEND_LEASE,
-            )
-            .returning(OutboundMessage.id)
-            .execution_options(synchronize_session=False)
-        )
+        # A CTE, evaluated once: as a plain IN (subquery), PostgreSQL may run the LIMIT again per row.
+        .cte("due")
     )
+    rows = session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id.in_(select(due.c.id)), OutboundMessage.state == OutboundState.QUEUED)
+        .values(
+            state=OutboundState.SENDING,
+            attempts=OutboundMessage.attempts + 1,
+            next_attempt_at=now + SEND_LEASE,
+        )
+        .returning(OutboundMessage.id, OutboundMessage.recipient, OutboundMessage.body, _page_first)
+        .execution_options(synchronize_session=False)
+    ).all()
     session.commit()
-    return [(m.id, m.recipient, m.body) for m in rows if m.id in taken]
+    return [(id_, recipient, body) for id_, recipient, body, _ in sorted(rows, key=lambda r: (r[3], r[0]))]
 
 
 _OUTBOX = OutboundMessage.__table__
