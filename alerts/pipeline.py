@@ -305,6 +305,7 @@ class _Context:
     message: InboundMessage
     parsed: ParsedMessage
     beep: bool = False  # a missed call: no words, the sender's home, category "unknown"
+    sender_kind: SenderKind = SenderKind.UNKNOWN  # a registration makes it a focal point's
 
     @property
     def session(self) -> Session:
@@ -462,7 +463,8 @@ def _process(batch: _Batch, message: InboundMessage) -> Outcome:
     now = batch.now
     focal_point = batch.focal_points.get(message.sender)
     responder = None if focal_point else batch.responders.get(message.sender)
-    message.sender_kind = (
+    # Kept aside and written with the state at the end: the row is updated once, not once per autoflush.
+    sender_kind = (
         SenderKind.FOCAL_POINT if focal_point else SenderKind.RESPONDER if responder else SenderKind.UNKNOWN
     )
     if focal_point is not None:
@@ -477,6 +479,7 @@ def _process(batch: _Batch, message: InboundMessage) -> Outcome:
             message,
             batch.parsed(message),
             beep=message.channel == "voice",
+            sender_kind=sender_kind,
         )
         if focal_point is not None:
             outcome = _from_focal_point(context, focal_point)
@@ -486,6 +489,7 @@ def _process(batch: _Batch, message: InboundMessage) -> Outcome:
             outcome = _register(context)
         else:
             outcome = Outcome("unverified sender: waiting for a coordinator")
+        sender_kind = context.sender_kind
         unverified = (
             responder is None and focal_point is None and not outcome.decision.startswith("registration")
         )
@@ -496,6 +500,7 @@ def _process(batch: _Batch, message: InboundMessage) -> Outcome:
             and outcome.incident_number is None
         ):
             message.state = InboundState.UNVERIFIED
+    message.sender_kind = sender_kind
     message.processed_at = now
     message.error = None
     message.next_attempt_at = None
@@ -968,7 +973,7 @@ def _register(ctx: _Context) -> Outcome:
     ctx.session.add(focal_point)
     ctx.session.flush()
     ctx.batch.focal_points[focal_point.phone] = focal_point  # the sender's next message in this batch
-    ctx.message.sender_kind = SenderKind.FOCAL_POINT
+    ctx.sender_kind = SenderKind.FOCAL_POINT
     where = f"{village} (gazetteer)" if location else f"{village} (not in the gazetteer)"
     log.info(
         "registration request %s: focal point %s pending, village %s", ctx.message.id, focal_point.id, where
