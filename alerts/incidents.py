@@ -195,10 +195,24 @@ def close(session: Session, incident: Incident, status: IncidentStatus, now: dat
 
 def paged_responders(session: Session, incident: Incident) -> list[Responder]:
     """Responders who were paged about the incident."""
-    ids = select(OutboundMessage.responder_id).where(
-        OutboundMessage.incident_id == incident.id, OutboundMessage.purpose == "page"
+    return paged_responders_of(session, [incident.id])[incident.id]
+
+
+def paged_responders_of(session: Session, incident_ids: Sequence[int]) -> dict[int, list[Responder]]:
+    """Per incident, the responders who were paged about it (in id order): one query for them all."""
+    found: dict[int, list[Responder]] = {i: [] for i in incident_ids}
+    if not found:
+        return found
+    pairs = session.execute(
+        select(OutboundMessage.incident_id, Responder)
+        .join(Responder, Responder.id == OutboundMessage.responder_id)
+        .where(OutboundMessage.incident_id.in_(found), OutboundMessage.purpose == "page")
+        .order_by(OutboundMessage.incident_id, Responder.id)
     )
-    return list(session.scalars(select(Responder).where(Responder.id.in_(ids)).order_by(Responder.id)))
+    for incident_id, responder in pairs:  # a responder paged twice (two steps) comes twice
+        if not found[incident_id] or found[incident_id][-1] is not responder:
+            found[incident_id].append(responder)
+    return found
 
 
 def _tell_reporters(session: Session, incident: Incident, key: str, now: datetime) -> None:

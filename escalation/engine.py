@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -80,6 +81,7 @@ def _policy_among(
 def plan_escalations(session: Session, now: datetime) -> int:
     """Snapshot the policy of each open incident that has none (new, or upgraded) and write its steps."""
     planned = 0
+    rows: list[dict[str, Any]] = []
     waiting = session.scalars(
         select(Incident)
         .where(Incident.status == IncidentStatus.OPEN, Incident.policy_snapshot.is_(None))
@@ -109,18 +111,19 @@ def plan_escalations(session: Session, now: datetime) -> int:
                 .values(state=StepState.CANCELLED, outcome="replaced by a newer policy", done_at=now)
             )
         incident.policy_snapshot = [step.as_dict() for step in steps]
-        for step in plan(steps, now):
-            session.add(
-                EscalationStep(
-                    incident_id=incident.id,
-                    generation=incident.escalation_generation,
-                    position=step.position,
-                    repeat_index=step.repeat_index,
-                    tier=step.tier,
-                    quorum=step.quorum,
-                    due_at=step.due_at,
-                )
-            )
+        rows.extend(
+            {
+                "incident_id": incident.id,
+                "generation": incident.escalation_generation,
+                "position": step.position,
+                "repeat_index": step.repeat_index,
+                "tier": step.tier,
+                "quorum": step.quorum,
+                "due_at": step.due_at,
+                "state": StepState.PENDING,
+            }
+            for step in plan(steps, now)
+        )
         summary = ", ".join(f"tier {s.tier} at +{s.after_minutes} min" for s in steps)
         incidents.record(
             session,
@@ -131,6 +134,8 @@ def plan_escalations(session: Session, now: datetime) -> int:
             generation=incident.escalation_generation,
         )
         planned += 1
+    if rows:  # the steps are only read again after the commit: plain rows, one executemany, no objects
+        session.execute(insert(EscalationStep), rows)
     session.commit()
     return planned
 
@@ -373,9 +378,11 @@ def send_updates(session: Session, now: datetime, throttle: timedelta) -> int:
     run = _Run.load(session, now, (incident.id for incident in due))
     keys = {incident.id: f"update:{incident.id}:{now.isoformat()}:" for incident in due}
     book = ReplyBook.load_with_prefixes(session, keys.values(), now)
+    # Read for all before any is queued: a read between two incidents would flush the pages queued so far.
+    paged = incidents.paged_responders_of(session, list(keys))
     for incident in due:
         told = []
-        for responder in incidents.paged_responders(session, incident):
+        for responder in paged[incident.id]:
             queued = enqueue(
                 session,
                 recipient=responder.phone,
