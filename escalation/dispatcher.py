@@ -14,13 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, bindparam, case, func, select, update
+from sqlalchemy import String, bindparam, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from alerts import incidents
 from alerts.db import get_locked
-from alerts.models import OutboundMessage
-from alerts.states import OutboundState
+from alerts.models import InboundMessage, OutboundMessage
+from alerts.states import InboundState, OutboundState
 from escalation.gateways import Gateway, RetryableSendError, SendError, SendResult, send_with_failover
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,10 @@ BACKOFF_SECONDS = (15, 30, 60, 120, 300, 600, 1800)
 MAX_ATTEMPTS = len(BACKOFF_SECONDS) + 1
 SEND_LEASE = timedelta(minutes=2)
 SEND_CONCURRENCY = 4
+# While stored messages wait to be processed (a burst), only pages are sent: receipts, confirmations and
+# updates wait for the backlog to clear, so the worker's time goes to turning alerts into pages first. A
+# message held this long is sent anyway: a flood that never ends cannot keep the focal points unanswered.
+BACKLOG_HOLD = timedelta(seconds=60)
 
 
 @dataclass
@@ -76,12 +80,20 @@ _page_first = case((OutboundMessage.purpose == "page", 0), else_=1)
 def claim(session: Session, now: datetime, limit: int) -> list[tuple[int, str, str]]:
     """Take up to `limit` due messages for this worker, pages first: (id, recipient, body); commits.
 
+    While inbound messages wait to be processed, only pages and messages held for BACKLOG_HOLD are due.
     One statement: the due rows are chosen and locked (PostgreSQL, skipping those another worker holds)
     and leased in the same UPDATE, whose WHERE repeats the state check (the claim on SQLite, no row locks).
     """
+    backlog = exists().where(InboundMessage.state == InboundState.RECEIVED)
     due = (
         select(OutboundMessage.id)
-        .where(OutboundMessage.state == OutboundState.QUEUED, OutboundMessage.next_attempt_at <= now)
+        .where(
+            OutboundMessage.state == OutboundState.QUEUED,
+            OutboundMessage.next_attempt_at <= now,
+            or_(
+                OutboundMessage.purpose == "page", OutboundMessage.created_at <= now - BACKLOG_HOLD, ~backlog
+            ),
+        )
         .order_by(_page_first, OutboundMessage.next_attempt_at, OutboundMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -8,10 +8,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from alerts.models import EscalationStep, IncidentEvent, OutboundMessage
+from alerts.inbound import InboundForm, store_inbound
+from alerts.models import EscalationStep, InboundMessage, IncidentEvent, OutboundMessage
 from alerts.outbox import enqueue
-from alerts.states import OutboundState, StepState
-from escalation.dispatcher import MAX_ATTEMPTS, SEND_LEASE, backoff, claim, dispatch
+from alerts.states import InboundState, OutboundState, StepState
+from escalation.dispatcher import BACKLOG_HOLD, MAX_ATTEMPTS, SEND_LEASE, backoff, claim, dispatch
 from escalation.engine import sweep
 from escalation.gateways import AfricasTalkingGateway, TwilioGateway
 from tests import factories
@@ -170,6 +171,34 @@ def test_two_dispatchers_never_claim_the_same_message(session, database):
     assert len(first) == 3
     assert len(second) == 2
     assert not {m[0] for m in first} & {m[0] for m in second}
+
+
+def _unprocessed_alert(session):
+    form = InboundForm("twilio", "SMbacklog", "+243970009999", "+243990000001", "ATTAQUE Mweso", T0, {})
+    message_id, _ = store_inbound(session, form)
+    session.commit()
+    return session.get(InboundMessage, message_id)
+
+
+def test_while_alerts_wait_to_be_processed_only_pages_are_sent(session, database):
+    receipt = _queue(session, key="r1", body="Alerte recue", purpose="receipt")
+    page = _queue(session, key="p1")
+    waiting = _unprocessed_alert(session)
+    with database.session() as worker:
+        assert [m[0] for m in claim(worker, T0, 10)] == [page.id]
+    with database.session() as worker:  # the backlog is gone: the receipt goes
+        worker.get(InboundMessage, waiting.id).state = InboundState.PROCESSED
+        worker.commit()
+    with database.session() as worker:
+        assert [m[0] for m in claim(worker, T0, 10)] == [receipt.id]
+
+
+def test_a_receipt_held_behind_a_backlog_goes_after_the_hold(session, database):
+    receipt = _queue(session, key="r1", body="Alerte recue", purpose="receipt")
+    _unprocessed_alert(session)
+    with database.session() as worker:
+        assert claim(worker, T0 + BACKLOG_HOLD - timedelta(seconds=1), 10) == []
+        assert [m[0] for m in claim(worker, T0 + BACKLOG_HOLD, 10)] == [receipt.id]
 
 
 def test_automatic_replies_to_one_number_are_capped_per_hour(session):
