@@ -131,7 +131,8 @@ class _Batch:
     alone_count: int | None = None
     # (incident, focal point, received, text) of stored reports by the batch's focal points recent enough
     # to be repeated by one of its messages: read when a message first has candidates.
-    _recent_reports: list[tuple[int | None, int | None, datetime, str]] | None = None
+    # Per focal point: (incident, received, text) of its stored reports recent enough to be repeated.
+    _recent_reports: dict[int, list[tuple[int | None, datetime, str]]] | None = None
     _reporters: dict[int, set[int]] = field(default_factory=dict)
     # Candidate incidents read for a place and dedup rules: (the `since` they were read for, rows).
     nearby: dict[tuple[float, float, float, timedelta], tuple[datetime, list[Any]]] = field(
@@ -185,14 +186,16 @@ class _Batch:
         batch.alone_count = alone_count
         return batch
 
-    def recent_reports(self) -> list[tuple[int | None, int | None, datetime, str]]:
+    def recent_reports(self, focal_point_id: int) -> list[tuple[int | None, datetime, str]]:
+        """The focal point's stored reports recent enough to be repeated by one of the batch's messages (read
+        for all the batch's focal points the first time one is asked for)."""
         if self._recent_reports is None:
-            self._recent_reports = []
+            self._recent_reports = {}
             focal_point_ids = [f.id for f in self.focal_points.values() if f.id is not None]
             if focal_point_ids:
                 first = min(m.received_at for m in self.messages)
                 statement = (
-                    select(Report.incident_id, Report.focal_point_id, Report.received_at, InboundMessage.text)
+                    select(Report.focal_point_id, Report.incident_id, Report.received_at, InboundMessage.text)
                     .join(InboundMessage, InboundMessage.id == Report.inbound_message_id)
                     .where(
                         Report.focal_point_id.in_(focal_point_ids),
@@ -200,8 +203,9 @@ class _Batch:
                     )
                 )
                 with self.session.no_autoflush:
-                    self._recent_reports = [tuple(r) for r in self.session.execute(statement)]
-        return self._recent_reports
+                    for sender, incident_id, at, text in self.session.execute(statement):
+                        self._recent_reports.setdefault(sender, []).append((incident_id, at, text))
+        return self._recent_reports.get(focal_point_id, [])
 
     def over_rate_limit(self, message: InboundMessage) -> bool:
         """More than the limit of other messages from this sender in the window before this one (those
@@ -687,10 +691,11 @@ def _candidates(batch: _Batch, report: NewReport, rules: DedupRules) -> list[Can
     earlier: dict[int, list[tuple[int | None, datetime, str]]] = {}
     if report.focal_point_id is not None:
         repeat_since = report.received_at - REPEAT_WINDOW
-        # Reports stored before the batch began (read with it), then the batch's own, in order.
-        mine = [(r.incident_id, r.focal_point_id, r.received_at, text) for r, text in batch.reports]
-        for incident_id, sender, at, body in [*batch.recent_reports(), *mine]:
-            if incident_id in ids and sender == report.focal_point_id and at >= repeat_since:
+        # This focal point's reports stored before the batch began (read with it), then the batch's own.
+        sender = report.focal_point_id
+        mine = [(r.incident_id, r.received_at, t) for r, t in batch.reports if r.focal_point_id == sender]
+        for incident_id, at, body in [*batch.recent_reports(sender), *mine]:
+            if incident_id in ids and at >= repeat_since:
                 earlier.setdefault(incident_id, []).append((sender, at, body))
     return [
         Candidate(i.id, i.category, i.severity, i.lat, i.lon, i.last_report_at, tuple(earlier.get(i.id, ())))
