@@ -139,6 +139,8 @@ class _Batch:
         default_factory=dict
     )
     _parsed: dict[int, ParsedMessage] = field(default_factory=dict)
+    # Per (message, sender's home): where the gazetteer places it.
+    located: dict[tuple[int, tuple[float, float] | None], Location] = field(default_factory=dict)
     _prefetched: bool = False
     _gazetteer: Gazetteer | None = None
     _zones: list[ZoneArea] | None = None
@@ -565,14 +567,22 @@ def _home(focal_point: FocalPoint | None) -> tuple[float, float] | None:
     return None
 
 
-def _gazetteer_location(batch: _Batch, parsed: ParsedMessage, focal_point: FocalPoint | None) -> Location:
-    """Where the gazetteer places a message: its coordinates, a place it names, else the sender's home."""
-    return batch.gazetteer().locate(parsed.place_words, parsed.coordinates, _home(focal_point))
+def _gazetteer_location(batch: _Batch, message: InboundMessage, focal_point: FocalPoint | None) -> Location:
+    """Where the gazetteer places a message: its coordinates, a place it names, else the sender's home.
+
+    Worked out once per message and home (reading the batch's candidates needs it before the message's turn;
+    a message earlier in the batch may have moved the sender's home since, which asks again)."""
+    home = _home(focal_point)
+    key = (message.id, home)
+    if key not in batch.located:
+        parsed = batch.parsed(message)
+        batch.located[key] = batch.gazetteer().locate(parsed.place_words, parsed.coordinates, home)
+    return batch.located[key]
 
 
 def _locate(ctx: _Context, focal_point: FocalPoint | None) -> Location:
     home = _home(focal_point)
-    location = _gazetteer_location(ctx.batch, ctx.parsed, focal_point)
+    location = _gazetteer_location(ctx.batch, ctx.message, focal_point)
     online = ctx.settings.geocoder
     if (
         online is not None
@@ -722,7 +732,7 @@ def _read_batch_candidates(batch: _Batch) -> None:
         parsed = batch.parsed(message)
         if message.channel != "voice" and parsed.kind in (Kind.COMMAND, Kind.UNKNOWN):
             continue
-        location = _gazetteer_location(batch, parsed, focal_point)
+        location = _gazetteer_location(batch, message, focal_point)
         if location.lat is None or location.lon is None:
             continue
         _zone_id, rules = _zone_and_rules(batch, location, focal_point)
