@@ -523,3 +523,46 @@ def test_failover_logs_mask_the_number(caplog: pytest.LogCaptureFixture) -> None
     assert "first" in caplog.text
     assert TO not in caplog.text
     assert BODY not in caplog.text
+
+
+# --- the environment's proxy settings (read once per host, still obeyed) ---
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again when the probe is: nothing listens there
+
+
+def _proxy_environment(monkeypatch: pytest.MonkeyPatch, no_proxy: str | None) -> None:
+    proxy = f"http://127.0.0.1:{_closed_port()}"
+    for name in ("http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, proxy)
+    for name in ("no_proxy", "NO_PROXY"):
+        if no_proxy is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, no_proxy)
+
+
+def test_twilio_sends_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+    twilio: TwilioGateway,
+    fake_providers: FakeProviders,  # noqa: F811
+) -> None:
+    _proxy_environment(monkeypatch, no_proxy=None)
+    for _ in range(2):  # the second send uses what the first read of the environment found
+        with pytest.raises(RetryableSendError, match="connection failed"):
+            twilio.send(TO, BODY, reference="1")
+    assert not fake_providers.requests
+
+
+def test_twilio_bypasses_the_proxy_for_hosts_in_no_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+    twilio: TwilioGateway,
+    fake_providers: FakeProviders,  # noqa: F811
+) -> None:
+    _proxy_environment(monkeypatch, no_proxy="127.0.0.1")
+    for n in range(2):
+        assert twilio.send(TO, BODY, reference=str(n)).provider == "twilio"
+    assert len(fake_providers.requests) == 2
