@@ -616,6 +616,7 @@ class Findings:
     duplicate_details: list[str] = field(default_factory=list)
     sent_but_not_at_gateway: int = 0
     unknown_at_gateway: int = 0  # SMS at the fake that no outbox row accounts for
+    cut_off_at_gateway: int = 0  # requests whose sender died before their body arrived (not SMS)
     last_processed: float | None = None  # epoch seconds: the last message through the pipeline
     last_step_done: float | None = None  # ... the last escalation step run (its pages in the outbox)
     log_tracebacks: int = 0
@@ -727,6 +728,7 @@ def check(url: str, fake: TimedFake, loads: list[LoadResult], logs: str = "") ->
 
     at_gateway = Counter((r.to, r.body) for r in fake.requests if r.provider == TWILIO and r.authorised)
     findings.sms_at_gateway = sum(at_gateway.values())
+    findings.cut_off_at_gateway = fake.cut_off
     by_sms: dict[tuple[str, str], list[tuple]] = defaultdict(list)
     for row in rows:
         by_sms[(row[1], row[2])].append(row)

@@ -566,3 +566,19 @@ def test_twilio_bypasses_the_proxy_for_hosts_in_no_proxy(
     for n in range(2):
         assert twilio.send(TO, BODY, reference=str(n)).provider == "twilio"
     assert len(fake_providers.requests) == 2
+
+
+def test_the_fake_api_acts_on_no_request_whose_sender_died_before_its_body_arrived(
+    fake_providers: FakeProviders,  # noqa: F811
+) -> None:
+    host, port = fake_providers.base_url.removeprefix("http://").split(":")
+    path = f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json"
+    with socket.create_connection((host, int(port))) as client:
+        client.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 200\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n\r\nTo=%2B2439".encode()
+        )
+        client.shutdown(socket.SHUT_WR)  # a killed worker: the rest of the body never comes
+        assert client.recv(1024) == b""  # no answer, the connection closed
+    assert fake_providers.cut_off == 1
+    assert fake_providers.requests == []

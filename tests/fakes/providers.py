@@ -95,6 +95,9 @@ class FakeProviders:
         self._lock = threading.Lock()
         self._scripts: dict[str, deque[str]] = defaultdict(deque)
         self._requests: list[ReceivedRequest] = []
+        # Requests whose body stopped short of their Content-Length (the sender died mid-request): a real
+        # provider acts on none of them, so they are counted here and not recorded as requests.
+        self.cut_off = 0
         self._stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -253,7 +256,13 @@ def _handler_for(fake: FakeProviders) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length).decode("utf-8")
+            received = self.rfile.read(length)
+            if len(received) < length:  # the client went away mid-request: nothing to act on or answer
+                with fake._lock:
+                    fake.cut_off += 1
+                self.close_connection = True
+                return
+            raw = received.decode("utf-8")
             form = {key: values[-1] for key, values in parse_qs(raw, keep_blank_values=True).items()}
             path = self.path.split("?", 1)[0]
             if path.startswith("/2010-04-01/"):
