@@ -129,9 +129,8 @@ class _Batch:
     reports: list[tuple[Report, str]] = field(default_factory=list)
     # A batch of one message: how many other messages its sender sent in the rate window (a count, not rows).
     alone_count: int | None = None
-    # (incident, focal point, received, text) of stored reports by the batch's focal points recent enough
-    # to be repeated by one of its messages: read when a message first has candidates.
-    # Per focal point: (incident, received, text) of its stored reports recent enough to be repeated.
+    # Per focal point of the batch: (incident, received, text) of its stored reports recent enough to be
+    # repeated by one of its messages; read when a message first has candidates.
     _recent_reports: dict[int, list[tuple[int | None, datetime, str]]] | None = None
     _reporters: dict[int, set[int]] = field(default_factory=dict)
     # Candidate incidents read for a place and dedup rules: (the `since` they were read for, rows).
@@ -755,11 +754,11 @@ def _read_batch_candidates(batch: _Batch) -> None:
                 Incident.lon.between(min(b[2] for b in boxes), max(b[3] for b in boxes)),
             )
         ).all()
-    near: dict[int, Any] = {}
+    near: set[int] = set()
     for key, _since, (a, b, c, d) in wanted:
         if key not in batch.nearby:  # each place keeps the rows of its own box, cut once, not per message
             batch.nearby[key] = (since, [r for r in rows if a <= r.lat <= b and c <= r.lon <= d])
-            near.update((r.id, r) for r in batch.nearby[key][1])
+            near.update(r.id for r in batch.nearby[key][1])
     # Who reported each of them, for the corroboration count of a merge: one query for all, not one per merge.
     unknown = [i for i in near if i not in batch._reporters]
     if unknown:

@@ -193,7 +193,7 @@ def run_crash(config: Config) -> Experiment:
             "kills during the load": sum(k.at <= load.ended for k in chaos.kills),
         }
         experiment = _finish("crash", service, [warm, load], config.drain_timeout, notes)
-        notes["sends cut off before their body arrived"] = experiment.findings.cut_off_at_gateway
+        experiment.notes["sends cut off before their body arrived"] = experiment.findings.cut_off_at_gateway
     if load.server_errors():
         experiment.problems.append(f"{load.server_errors()} 5xx answer(s) while workers were killed")
     return experiment
