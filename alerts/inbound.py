@@ -16,7 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
-from alerts.db import Database, get_locked
+from alerts.db import Database, among, get_locked
 from alerts.models import InboundMessage
 from alerts.phones import mask_phone
 from alerts.states import InboundState
@@ -224,7 +224,7 @@ def _claim_batch(session: Session, message_ids: list[int], now: datetime) -> lis
         session.scalars(
             select(InboundMessage)
             .where(
-                InboundMessage.id.in_(message_ids),
+                among(session, InboundMessage.id, message_ids),
                 InboundMessage.state.in_(RETRYABLE_STATES),
                 or_(InboundMessage.next_attempt_at.is_(None), InboundMessage.next_attempt_at <= now),
             )
