@@ -8,7 +8,7 @@ from datetime import timedelta
 from itertools import count
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from alerts.inbound import InboundForm, retry_unprocessed, store_inbound
 from alerts.models import (
@@ -386,3 +386,69 @@ def test_a_batch_reads_the_candidate_incidents_of_all_its_alerts_at_once(databas
     alerts = sum(d.startswith(("opened incident", "corroboration", "repeat", "merged")) for d in decisions)
     assert alerts >= 8, decisions
     assert len(reads) <= 2, len(reads)
+
+
+@postgresql_only
+def test_a_batch_locks_the_incidents_its_alerts_merge_into_in_one_statement(database):
+    """The incidents a batch's alerts will merge into are foreseen from the candidates and row-locked
+    together, not one statement per merge; what the batch decides is what it decided before (the test
+    above, one message at a time against batches)."""
+    from sqlalchemy import event
+
+    empty_database(database)
+    who = build_network(database)
+    with database.session() as session:
+        for second, (phone, text) in enumerate(
+            [(who["first"], "attaque a Kitchanga 20 hommes armes"), (who["third"], "attaque a Rubaya")]
+        ):
+            form = InboundForm("twilio", f"SM{next(_sids):032d}", phone, "+15005550006", text, T0, {})
+            store_inbound(session, replace_time(form, second))
+    earlier = all_in_one_batch(database, _unprocessed(database))
+    assert [d.split()[:2] for d in earlier] == [["opened", "incident"]] * 2
+    with database.session() as session:
+        for second, (phone, text) in enumerate(
+            [
+                (who["second"], "Attaque en cours a Kitshanga"),
+                (who["first"], "hommes armes a Rubaya, attaque"),
+                (who["third"], "attaque a Kitchanga"),
+            ],
+            start=10,
+        ):
+            form = InboundForm("twilio", f"SM{next(_sids):032d}", phone, "+15005550006", text, T0, {})
+            store_inbound(session, replace_time(form, second))
+    locks: list[str] = []
+
+    def record(_connection, _cursor, statement, _parameters, _context, _many):
+        if "FROM incidents" in statement and "FOR NO KEY UPDATE" in statement:
+            locks.append(statement)
+
+    event.listen(database.engine, "before_cursor_execute", record)
+    try:
+        decisions = all_in_one_batch(database, _unprocessed(database))
+    finally:
+        event.remove(database.engine, "before_cursor_execute", record)
+
+    merged = [d for d in decisions if " into " in d]
+    assert len(merged) == 3, decisions
+    assert {d.rsplit(" ", 1)[1] for d in merged} == {"1", "2"}
+    assert len(locks) == 1, locks
+    with database.read_sessionmaker() as session:
+        counts = dict(
+            session.execute(
+                select(Incident.number, func.count(Report.id))
+                .join(Report, Report.incident_id == Incident.id)
+                .group_by(Incident.number)
+            ).all()
+        )
+    assert counts == {1: 3, 2: 2}
+
+
+def _unprocessed(database) -> list[int]:
+    with database.read_sessionmaker() as session:
+        return list(
+            session.scalars(
+                select(InboundMessage.id)
+                .where(InboundMessage.state == InboundState.RECEIVED)
+                .order_by(InboundMessage.received_at)
+            )
+        )
