@@ -108,14 +108,15 @@ def store_inbound(session: Session, form: InboundForm, notify: str | None = None
     statement = insert_ignoring_duplicates(dialect, notify)
     if statement is not None:
         # Core execution: the ORM layer adds nothing to a plain insert. On PostgreSQL, when the session has
-        # no transaction yet (a webhook), the one statement commits by itself: no BEGIN and no COMMIT round
-        # trips (the NOTIFY is still delivered at its commit).
-        options = (
-            {"isolation_level": "AUTOCOMMIT"}
-            if dialect == "postgresql" and not session.in_transaction()
-            else None
-        )
-        new_id = session.connection(execution_options=options).execute(statement, values).scalar_one_or_none()
+        # no transaction yet (a webhook), the one statement commits by itself, on a connection of the
+        # database's autocommit pool: no BEGIN and no COMMIT round trips (the NOTIFY is still delivered at
+        # its commit).
+        autocommit = None if session.in_transaction() else session.info.get("autocommit_engine")
+        if autocommit is not None and dialect == "postgresql":
+            with autocommit.connect() as connection:
+                new_id = connection.execute(statement, values).scalar_one_or_none()
+        else:
+            new_id = session.connection().execute(statement, values).scalar_one_or_none()
         if new_id is None:
             # The conflicting row is committed (PostgreSQL waited for it; SQLite serialises writers).
             message_id = _existing_id(session, form.provider, form.provider_message_id)

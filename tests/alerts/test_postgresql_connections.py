@@ -30,28 +30,42 @@ def _form(message_id: str) -> InboundForm:
     )
 
 
-def test_a_new_message_is_stored_by_one_autocommit_statement_and_the_connection_goes_back_transactional(
+def test_a_new_message_is_stored_by_one_autocommit_statement_on_connections_that_stay_in_autocommit(
     database,
 ):
-    seen: list[tuple[str, bool]] = []
+    seen: dict[str, list[tuple[str, bool]]] = {"sessions": [], "autocommit": []}
 
-    def record(connection, _cursor, statement, _parameters, _context, _many):
-        seen.append((statement.split()[0], connection.connection.dbapi_connection.autocommit))
+    def recorder(pool: str):
+        def record(connection, _cursor, statement, _parameters, _context, _many):
+            seen[pool].append((statement.split()[0], connection.connection.dbapi_connection.autocommit))
 
-    event.listen(database.engine, "before_cursor_execute", record)
+        return record
+
+    listeners = [
+        (database.engine, recorder("sessions")),
+        (database.autocommit_engine, recorder("autocommit")),
+    ]
+    for engine, listener in listeners:
+        event.listen(engine, "before_cursor_execute", listener)
     try:
         with database.session() as session:
             message_id, created = store_inbound(session, _form("SMautocommit1"))
             assert created
-        assert seen == [("INSERT", True)]
-        # The next unit of work on the same pooled connection is a transaction again: a rollback undoes.
+        assert seen == {"sessions": [], "autocommit": [("INSERT", True)]}
+        # The sessions' own connections are transactions, as ever: a rollback undoes.
         with database.session() as session:
             session.get(InboundMessage, message_id).text = "changed"
             session.flush()
             session.rollback()
-        assert all(autocommit is False for kind, autocommit in seen[1:])
+        assert seen["sessions"]
+        assert all(autocommit is False for _kind, autocommit in seen["sessions"])
+        # A second message takes the autocommit connection back from its pool, still in autocommit.
+        with database.session() as session:
+            store_inbound(session, _form("SMautocommit2"))
+        assert seen["autocommit"] == [("INSERT", True), ("INSERT", True)]
     finally:
-        event.remove(database.engine, "before_cursor_execute", record)
+        for engine, listener in listeners:
+            event.remove(engine, "before_cursor_execute", listener)
     with database.read_sessionmaker() as session:
         assert session.get(InboundMessage, message_id).text == "Attaque a Kiwanja"
 
