@@ -150,6 +150,10 @@ class _Batch:
     def load(
         cls, session: Session, messages: Sequence[InboundMessage], now: datetime, settings: PipelineSettings
     ) -> _Batch:
+        # The texts are parsed before the matching lock (parsing reads nothing): a worker waiting for the
+        # lock behind another's batch has its own batch parsed by the time it gets it.
+        vocabulary = keywords(settings.keywords_dirs)
+        parsed = {m.id: parse_message(m.text, vocabulary) for m in messages}
         # The matching lock comes first, before this transaction holds any row lock: a transaction that
         # updated a focal point and then waited for it would deadlock with the holder updating the same one.
         _lock_matching(session)
@@ -190,6 +194,7 @@ class _Batch:
         replies = ReplyBook.load(session, (_reply_key(m) for m in messages), senders, now)
         batch = cls(session, now, settings, messages, focal_points, responders, replies, recent)
         batch.alone_count = alone_count
+        batch._parsed = parsed
         return batch
 
     def recent_reports(self, focal_point_id: int) -> list[tuple[int | None, datetime, str]]:
@@ -240,7 +245,7 @@ class _Batch:
         return self._by_sender.get(sender, [])
 
     def parsed(self, message: InboundMessage) -> ParsedMessage:
-        """The message's text parsed (once per batch: reading the batch's candidates parses them all)."""
+        """The message's text parsed (the batch's own are parsed before it takes the matching lock)."""
         if message.id not in self._parsed:
             self._parsed[message.id] = parse_message(message.text, keywords(self.settings.keywords_dirs))
         return self._parsed[message.id]

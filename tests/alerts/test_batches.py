@@ -294,6 +294,56 @@ def test_a_batch_waits_for_the_matching_lock_before_it_holds_any_row(database):
 
 
 @postgresql_only
+def test_a_batch_waiting_for_the_matching_lock_has_parsed_its_messages_already(database, monkeypatch):
+    """Parsing reads nothing: it happens before the lock, while another worker's batch holds it."""
+    import threading
+
+    from sqlalchemy import text
+
+    from alerts import pipeline
+    from alerts.pipeline import _lock_matching
+
+    who = build_network(database)
+    message_ids = store_script(database, who, first=3)
+    parsed: list[str] = []
+    real_parse = pipeline.parse_message
+
+    def recording_parse(body, vocabulary):
+        parsed.append(body)
+        return real_parse(body, vocabulary)
+
+    monkeypatch.setattr(pipeline, "parse_message", recording_parse)
+    outcome: list[object] = []
+
+    def second_worker() -> None:
+        with database.session() as session:
+            messages = session.scalars(
+                select(InboundMessage).where(InboundMessage.id.in_(message_ids)).order_by(InboundMessage.id)
+            ).all()
+            try:
+                outcome.extend(process_messages(session, messages, now=NOW, settings=SETTINGS))
+            except Exception as exc:  # reported below, in the test's thread
+                outcome.append(exc)
+
+    with database.session() as holder:
+        _lock_matching(holder)
+        worker = threading.Thread(target=second_worker)
+        worker.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not holder.scalar(
+            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        ):
+            time.sleep(0.01)  # polling until the second worker waits, not waiting for time to pass
+        assert sorted(parsed) == sorted(text for _phone, text in script(who)[:3])
+        assert outcome == []  # still waiting
+        holder.commit()
+    worker.join(timeout=30)
+
+    assert len(outcome) == 3
+    assert all(hasattr(o, "decision") for o in outcome), outcome
+
+
+@postgresql_only
 def test_on_postgresql_a_batch_opens_its_incidents_without_a_flush_each(database):
     """An incident's id and number come from one statement, so the batch writes its rows at its commit:
     one INSERT for all the incidents it opened (and their reports), not a flush per new incident."""
