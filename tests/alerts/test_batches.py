@@ -441,8 +441,8 @@ def test_a_batch_reads_the_candidate_incidents_of_all_its_alerts_at_once(databas
 @postgresql_only
 def test_a_batch_locks_the_incidents_its_alerts_merge_into_in_one_statement(database):
     """The incidents a batch's alerts will merge into are foreseen from the candidates and row-locked
-    together, not one statement per merge; what the batch decides is what it decided before (the test
-    above, one message at a time against batches)."""
+    together, not one statement per merge, and updated together; what the batch decides is what it decided
+    before (the test above, one message at a time against batches)."""
     from sqlalchemy import event
 
     empty_database(database)
@@ -458,19 +458,21 @@ def test_a_batch_locks_the_incidents_its_alerts_merge_into_in_one_statement(data
     with database.session() as session:
         for second, (phone, text) in enumerate(
             [
-                (who["second"], "Attaque en cours a Kitshanga"),
-                (who["first"], "hommes armes a Rubaya, attaque"),
-                (who["third"], "attaque a Kitchanga"),
+                (who["second"], "Attaque en cours a Kitshanga"),  # a new focal point: corroboration
+                (who["third"], "hommes armes a Rubaya, attaque"),  # the same focal point again
             ],
             start=10,
         ):
             form = InboundForm("twilio", f"SM{next(_sids):032d}", phone, "+15005550006", text, T0, {})
             store_inbound(session, replace_time(form, second))
     locks: list[str] = []
+    updates: list[str] = []
 
     def record(_connection, _cursor, statement, _parameters, _context, _many):
         if "FROM incidents" in statement and "FOR NO KEY UPDATE" in statement:
             locks.append(statement)
+        if statement.startswith("UPDATE incidents"):
+            updates.append(statement)
 
     event.listen(database.engine, "before_cursor_execute", record)
     try:
@@ -479,9 +481,11 @@ def test_a_batch_locks_the_incidents_its_alerts_merge_into_in_one_statement(data
         event.remove(database.engine, "before_cursor_execute", record)
 
     merged = [d for d in decisions if " into " in d]
-    assert len(merged) == 3, decisions
+    assert len(merged) == 2, decisions
     assert {d.rsplit(" ", 1)[1] for d in merged} == {"1", "2"}
     assert len(locks) == 1, locks
+    # The merges changed different columns of their incidents; their UPDATEs still share one statement.
+    assert len(updates) == 1, updates
     with database.read_sessionmaker() as session:
         counts = dict(
             session.execute(
@@ -490,7 +494,7 @@ def test_a_batch_locks_the_incidents_its_alerts_merge_into_in_one_statement(data
                 .group_by(Incident.number)
             ).all()
         )
-    assert counts == {1: 3, 2: 2}
+    assert counts == {1: 2, 2: 2}
 
 
 def _unprocessed(database) -> list[int]:
