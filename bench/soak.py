@@ -169,6 +169,46 @@ def run_load(config: Config) -> Experiment:
     return experiment
 
 
+def run_paced(config: Config, rate: float) -> Experiment:
+    """The same requests paced at `rate` (the peer's full speed): does the whole pipeline keep up with it?
+
+    The closed-loop run above measures something stricter: the webhooks answer faster than the peer's, so
+    a backlog builds during the load and its drain counts against the pipeline. Here every message's lag
+    (stored -> processed, its pages in the outbox) shows whether it keeps pace or falls behind.
+    """
+    with _service(config, "paced") as service:
+        warm = _warm_up(service, config)
+        load = deliver(
+            service.base,
+            alert_webhooks(config.requests, config.seed),
+            concurrency=config.concurrency,
+            rate=rate,
+        )
+        experiment = _finish("paced at the peer's rate", service, [warm, load], config.drain_timeout)
+        experiment.notes.update(processing_lag(service.url, since=load.started))
+        experiment.notes["offered /s"] = round(rate, 1)
+    for what, count in (("5xx", load.server_errors()), ("connection error", load.connection_errors())):
+        if count:
+            experiment.problems.append(f"{count} {what}(s) under load")
+    return experiment
+
+
+def processing_lag(url: str, since: float) -> dict[str, float]:
+    """Seconds from a message's arrival to its processing: median, 95th percentile, worst (measured load)."""
+    import psycopg
+
+    epoch_offset = time.time() - time.perf_counter()
+    with psycopg.connect(url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT percentile_cont(ARRAY[0.5, 0.95, 1.0]) WITHIN GROUP "
+            "(ORDER BY extract(epoch FROM processed_at - received_at)) FROM inbound_messages "
+            "WHERE received_at >= to_timestamp(%s)",
+            (since + epoch_offset,),
+        ).fetchone()
+    p50, p95, worst = row[0] if row and row[0] else (math.nan, math.nan, math.nan)
+    return {"lag p50 s": round(p50, 3), "lag p95 s": round(p95, 3), "lag max s": round(worst, 3)}
+
+
 def run_crash(config: Config) -> Experiment:
     """The same load while web and scheduler workers are killed -9 at random moments."""
     with _service(config, "crash", provider_ms=config.crash_provider_ms) as service:
@@ -480,6 +520,13 @@ def report(experiments: list[Experiment], peer: PeerRun | None) -> str:
                 f"ours / peer: accepted {ours.load.rate / peer.load.rate:.0%}, "
                 f"full pipeline {ours.pipeline_rate / peer.load.rate:.0%} (target >= 100%)",
             ]
+        paced = next((e for e in experiments if e.name.startswith("paced")), None)
+        if paced is not None:
+            parts.append(
+                f"paced at the peer's {peer.load.rate:.0f}/s: full pipeline {paced.pipeline_rate:.0f} msg/s "
+                f"({paced.pipeline_rate / peer.load.rate:.0%}); lag p50 {paced.notes['lag p50 s']} s, "
+                f"p95 {paced.notes['lag p95 s']} s, max {paced.notes['lag max s']} s"
+            )
     problems = [f"{e.name}: {p}" for e in experiments for p in e.problems] + (peer.problems if peer else [])
     parts += ["", "PROBLEMS:" if problems else "all invariants hold", *(f"- {p}" for p in problems)]
     return "\n".join(parts)
@@ -519,6 +566,8 @@ def main() -> None:
         if args.command == "peer" or args.command == "all":
             peer = run_peer(config)
             print(f"  peer: {peer.load.rate:.0f} req/s", flush=True)
+            experiments.append(run_paced(config, peer.load.rate))
+            print(f"  paced at the peer's rate: {experiments[-1].notes}", flush=True)
         if args.command in ("crash", "all"):
             experiments.append(run_crash(config))
             print(f"  crash: {experiments[-1].notes}", flush=True)
