@@ -1,5 +1,6 @@
 """gunicorn settings for `make run` and production; the command line can override each one."""
 
+import gc
 import os
 import sys
 
@@ -15,7 +16,12 @@ access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 
 
 def post_worker_init(worker):
-    """Embedded mode (SCHEDULER_ENABLED=1, one worker): start the escalation scheduler in the worker."""
+    """Every worker, whatever its app (the benchmarks' floor and RapidSMS peer run under these settings
+    too): the cycle collector's threshold, GC_GEN0_THRESHOLD (alerts/runtime.py says why; 0: Python's).
+    Embedded mode (SCHEDULER_ENABLED=1, one worker): start the escalation scheduler in the worker."""
+    gen0 = int(os.environ.get("GC_GEN0_THRESHOLD", "10000"))
+    if gen0 > 0:
+        gc.set_threshold(gen0, *gc.get_threshold()[1:])
     app = worker.wsgi
     engine = getattr(app, "extensions", {}).get("alerts_engine")
     if engine is not None and app.config.get("SCHEDULER_ENABLED"):

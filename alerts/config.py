@@ -54,6 +54,8 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     # (alerts/spool.py); "auto" (the default) for a SQLite file database, "0": straight into the database.
     "INBOUND_SPOOL": ("auto", str),
     "WORKER_NICE": (10, int),  # `flask worker` runs this much below the web workers' CPU priority
+    # Web and scheduler workers run the cycle collector after this many new objects (Python: 700; 0 keeps it)
+    "GC_GEN0_THRESHOLD": (10_000, int),
     "KEYWORDS_DIR": ("", str),  # extra keyword files a coordinator can add
     # Optional online fallback for places the gazetteer lacks: "nominatim", or empty (off, the default).
     "GEOCODER": ("", str),

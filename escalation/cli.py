@@ -17,6 +17,7 @@ from sqlalchemy.orm import selectinload
 from alerts.metrics import response_times
 from alerts.models import OutboundMessage
 from alerts.phones import mask_phone
+from alerts.runtime import tune_gc
 from alerts.web import get_database
 
 
@@ -42,6 +43,7 @@ def worker_command(tick: float, nice: int | None) -> None:
     increment = current_app.config["WORKER_NICE"] if nice is None else nice
     if increment:
         os.nice(increment)
+    tune_gc(current_app.config["GC_GEN0_THRESHOLD"])
     engine.start(blocking=True)
 
 
