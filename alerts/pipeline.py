@@ -792,21 +792,7 @@ def _read_batch_candidates(batch: _Batch) -> None:
         box = bounding_box(location.lat, location.lon, rules.distance_km)
         wanted.append((key, message.received_at - rules.window, box))
         ctx = _Context(batch, message, parsed, beep=message.channel == "voice")
-        alerts.append(
-            (
-                NewReport(
-                    ctx.category,
-                    ctx.severity,
-                    location.lat,
-                    location.lon,
-                    message.received_at,
-                    location.located_by.value,
-                    focal_point.id,
-                    message.text,
-                ),
-                rules,
-            )
-        )
+        alerts.append((_new_report(ctx, location, focal_point), rules))
     if len(wanted) < 2:
         return  # one alert: its own query is the same query
     since = min(w[1] for w in wanted)
@@ -852,16 +838,7 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
     # Matching reads then writes: the batch took the matching lock when it began (_Batch.load).
     match: Match | None = None
     if location.lat is not None and location.lon is not None:
-        new = NewReport(
-            category,
-            severity,
-            location.lat,
-            location.lon,
-            ctx.message.received_at,
-            location.located_by.value,
-            focal_point.id,
-            ctx.message.text,
-        )
+        new = _new_report(ctx, location, focal_point)
         match = best_match(new, _candidates(ctx.batch, new, rules), rules)
 
     if match is None:
@@ -899,6 +876,20 @@ def _alert(ctx: _Context, focal_point: FocalPoint) -> Outcome:
         focal_point_id=focal_point.id,
         incident=incident,
         number=incident.number,
+    )
+
+
+def _new_report(ctx: _Context, location: Location, focal_point: FocalPoint) -> NewReport:
+    """What matching knows of the alert a message is about to report (called once it is placed)."""
+    return NewReport(
+        ctx.category,
+        ctx.severity,
+        location.lat,
+        location.lon,
+        ctx.message.received_at,
+        location.located_by.value,
+        focal_point.id,
+        ctx.message.text,
     )
 
 
