@@ -26,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.types import ARRAY
+from sqlalchemy.types import ARRAY, String
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 T = TypeVar("T")
@@ -297,7 +297,7 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     values = list(values)
     if session.get_bind().dialect.name != "postgresql":
         return column.in_(values)
-    return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column == any_(bindparam(None, values, type_=_array_of(column)))
 
 
 def not_among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
@@ -305,4 +305,12 @@ def not_among(session: Session, column: Any, values: Iterable[Any]) -> ColumnEle
     values = list(values)
     if session.get_bind().dialect.name != "postgresql":
         return column.not_in(values)
-    return column != all_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column != all_(bindparam(None, values, type_=_array_of(column)))
+
+
+def _array_of(column: Any) -> ARRAY[Any]:
+    """An array of the column's type; of unbounded text for a VARCHAR(n), whose cast would cut a longer value
+    to n characters and let it equal another (IN compares it whole)."""
+    if isinstance(column.type, String) and column.type.length is not None:
+        return ARRAY(String())
+    return ARRAY(column.type)

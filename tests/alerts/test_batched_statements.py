@@ -131,6 +131,13 @@ def test_among_and_not_among_select_what_in_and_not_in_would(database):
         assert chosen(among(session, InboundMessage.sender, {senders[0], senders[3]})) == [ids[0], ids[3]]
         assert chosen(not_among(session, InboundMessage.id, ids[1:3])) == [ids[0], ids[3]]
         assert chosen(among(session, InboundMessage.id, [])) == []
+        # A value longer than the column is compared whole, not cut to the column's length first.
+        full = InboundMessage.sender.type.length
+        widest = session.get(InboundMessage, ids[0])
+        widest.sender = "+" + "1" * (full - 1)
+        session.commit()
+        assert chosen(among(session, InboundMessage.sender, [widest.sender])) == [ids[0]]
+        assert chosen(among(session, InboundMessage.sender, [widest.sender + "9"])) == []
         assert chosen(not_among(session, InboundMessage.id, [])) == ids
 
 
