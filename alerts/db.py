@@ -270,8 +270,9 @@ def prefetch_ids(session: Session, _flush_context: Any, _instances: Any) -> None
             ),
             {"n": len(states)},
         ).scalars()
+        key = _serial_key(mapper)
         for state, new_id in zip(sorted(states, key=lambda s: s.insert_order), ids, strict=True):
-            setattr(state.obj(), mapper.get_property_by_column(column).key, new_id)
+            setattr(state.obj(), key, new_id)
 
 
 def _serial_key(mapper: Any) -> str | None:
