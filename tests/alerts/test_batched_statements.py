@@ -23,6 +23,14 @@ def _statements(database):
     return seen, lambda: event.remove(database.engine, "before_cursor_execute", record)
 
 
+def _stored_incident(database) -> int:
+    """An incident for the timeline lines below to belong to; its id."""
+    with database.session() as session:
+        incident = factories.incident(session, None)
+        session.commit()
+        return incident.id
+
+
 def _events(incident_id: int, count: int) -> list[IncidentEvent]:
     return [
         IncidentEvent(incident_id=incident_id, at=T0, kind="note", actor="test", detail=f"line {i}", data={})
@@ -32,10 +40,7 @@ def _events(incident_id: int, count: int) -> list[IncidentEvent]:
 
 @postgresql_only
 def test_new_rows_get_their_ids_in_the_order_they_were_added_and_go_out_as_one_executemany(database):
-    with database.session() as session:
-        incident = factories.incident(session, None)
-        session.commit()
-        incident_id = incident.id
+    incident_id = _stored_incident(database)
     seen, stop = _statements(database)
     try:
         with database.session() as session:
@@ -61,10 +66,7 @@ def test_new_rows_get_their_ids_in_the_order_they_were_added_and_go_out_as_one_e
 
 @postgresql_only
 def test_one_new_row_still_learns_its_id_from_the_insert(database):
-    with database.session() as session:
-        incident = factories.incident(session, None)
-        session.commit()
-        incident_id = incident.id
+    incident_id = _stored_incident(database)
     seen, stop = _statements(database)
     try:
         with database.session() as session:
@@ -78,10 +80,7 @@ def test_one_new_row_still_learns_its_id_from_the_insert(database):
 
 
 def test_ids_of_new_rows_are_unique_across_sessions_adding_at_once(database):
-    with database.session() as session:
-        incident = factories.incident(session, None)
-        session.commit()
-        incident_id = incident.id
+    incident_id = _stored_incident(database)
     first, second = database.sessionmaker(), database.sessionmaker()
     try:
         a, b = _events(incident_id, 3), _events(incident_id, 3)

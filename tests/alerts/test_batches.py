@@ -254,37 +254,49 @@ def test_the_engine_takes_messages_oldest_first_in_batches_of_the_configured_siz
     assert len(seen) == -(-len(ids) // size)
 
 
+def _second_worker_waiting(database, holder, message_ids: list[int], outcome: list[object]):
+    """Start a second worker's batch of these messages in a thread and return once it waits for the matching
+    lock that `holder` took; its outcomes (or its exception) land in `outcome`."""
+    import threading
+
+    from sqlalchemy import text
+
+    def second_worker() -> None:
+        with database.session() as session:
+            messages = session.scalars(
+                select(InboundMessage).where(InboundMessage.id.in_(message_ids)).order_by(InboundMessage.id)
+            ).all()
+            try:
+                outcome.extend(process_messages(session, messages, now=NOW, settings=SETTINGS))
+            except Exception as exc:  # reported by the test, in its own thread
+                outcome.append(exc)
+
+    worker = threading.Thread(target=second_worker)
+    worker.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not holder.scalar(
+        text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    ):
+        time.sleep(0.01)  # polling until the second worker waits, not waiting for time to pass
+    return worker
+
+
 @postgresql_only
 def test_a_batch_waits_for_the_matching_lock_before_it_holds_any_row(database):
     """A batch that updated a focal point and then waited for the matching lock deadlocked with the batch
     holding that lock and updating the same focal point (the soak found it)."""
-    import threading
 
     from sqlalchemy import text, update
 
     from alerts.pipeline import _lock_matching
 
     who = build_network(database)
-    [message_id] = store_script(database, who, first=1)
+    message_ids = store_script(database, who, first=1)
     outcome: list[object] = []
-
-    def second_worker() -> None:
-        with database.session() as session:
-            messages = session.scalars(select(InboundMessage).where(InboundMessage.id == message_id)).all()
-            try:
-                outcome.extend(process_messages(session, messages, now=NOW, settings=SETTINGS))
-            except Exception as exc:  # reported below, in the test's thread
-                outcome.append(exc)
 
     with database.session() as holder:
         _lock_matching(holder)  # a first worker's batch, mid-way
-        worker = threading.Thread(target=second_worker)
-        worker.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not holder.scalar(
-            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-        ):
-            time.sleep(0.01)  # polling until the second worker waits, not waiting for time to pass
+        worker = _second_worker_waiting(database, holder, message_ids, outcome)
         holder.execute(text("SET LOCAL lock_timeout = '5s'"))
         holder.execute(update(FocalPoint).where(FocalPoint.phone == who["first"]).values(last_seen_at=T0))
         holder.commit()
@@ -296,9 +308,6 @@ def test_a_batch_waits_for_the_matching_lock_before_it_holds_any_row(database):
 @postgresql_only
 def test_a_batch_waiting_for_the_matching_lock_has_parsed_its_messages_already(database, monkeypatch):
     """Parsing reads nothing: it happens before the lock, while another worker's batch holds it."""
-    import threading
-
-    from sqlalchemy import text
 
     from alerts import pipeline
     from alerts.pipeline import _lock_matching
@@ -315,25 +324,9 @@ def test_a_batch_waiting_for_the_matching_lock_has_parsed_its_messages_already(d
     monkeypatch.setattr(pipeline, "parse_message", recording_parse)
     outcome: list[object] = []
 
-    def second_worker() -> None:
-        with database.session() as session:
-            messages = session.scalars(
-                select(InboundMessage).where(InboundMessage.id.in_(message_ids)).order_by(InboundMessage.id)
-            ).all()
-            try:
-                outcome.extend(process_messages(session, messages, now=NOW, settings=SETTINGS))
-            except Exception as exc:  # reported below, in the test's thread
-                outcome.append(exc)
-
     with database.session() as holder:
         _lock_matching(holder)
-        worker = threading.Thread(target=second_worker)
-        worker.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not holder.scalar(
-            text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
-        ):
-            time.sleep(0.01)  # polling until the second worker waits, not waiting for time to pass
+        worker = _second_worker_waiting(database, holder, message_ids, outcome)
         assert sorted(parsed) == sorted(text for _phone, text in script(who)[:3])
         assert outcome == []  # still waiting
         holder.commit()
