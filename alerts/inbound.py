@@ -112,7 +112,7 @@ def store_inbound(session: Session, form: InboundForm, notify: str | None = None
         # database's autocommit pool: no BEGIN and no COMMIT round trips (the NOTIFY is still delivered at
         # its commit).
         autocommit = None if session.in_transaction() else session.info.get("autocommit_engine")
-        if autocommit is not None and dialect == "postgresql":
+        if autocommit is not None:  # PostgreSQL only (alerts/db.py Database)
             with autocommit.connect() as connection:
                 new_id = connection.execute(statement, values).scalar_one_or_none()
         else:
