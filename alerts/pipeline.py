@@ -8,6 +8,7 @@ incident's timeline. The escalation engine takes over from the incident's state 
 from __future__ import annotations
 
 import logging
+import math
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -128,6 +129,11 @@ class _Batch:
     incidents: dict[int, Incident] = field(default_factory=dict)
     locked: set[int] = field(default_factory=set)
     reports: list[tuple[Report, str]] = field(default_factory=list)
+    # The same, found without a scan of the whole batch per alert (which grew with the batch's square): the
+    # incidents by map cell (see `_cells`), the reports by incident and by focal point.
+    _incident_cells: dict[tuple[int, int], dict[int, Incident]] = field(default_factory=dict)
+    _reports_of_incident: dict[int | None, list[Report]] = field(default_factory=dict)
+    _reports_of_focal_point: dict[int | None, list[tuple[Report, str]]] = field(default_factory=dict)
     # A batch of one message: how many other messages its sender sent in the rate window (a count, not rows).
     alone_count: int | None = None
     # Per focal point of the batch: (incident, received, text) of its stored reports recent enough to be
@@ -278,8 +284,7 @@ class _Batch:
             incident = get_locked(self.session, Incident, incident_id, incidents.INCIDENT_LOCK)
         if incident is None:
             raise LookupError(f"incident {incident_id} vanished during matching")
-        self.locked.add(incident_id)
-        self.incidents[incident_id] = incident
+        self._hold(incident)
         return incident
 
     def lock_incidents(self, incident_ids: set[int]) -> None:
@@ -296,16 +301,44 @@ class _Batch:
         )
         with self.session.no_autoflush:
             for incident in self.session.scalars(statement):
-                self.locked.add(incident.id)
-                self.incidents[incident.id] = incident
+                self._hold(incident)
 
     def opened(self, incident: Incident) -> None:
+        self._hold(incident)
+        self._reporters[incident.id] = set()
+
+    def _hold(self, incident: Incident) -> None:
+        """An incident the batch opened or row-locked: matching takes it from here, as it is now."""
         self.locked.add(incident.id)
         self.incidents[incident.id] = incident
-        self._reporters[incident.id] = set()
+        # A batch never moves an incident (merging keeps its place): its cell is set once.
+        if incident.lat is not None and incident.lon is not None:
+            self._incident_cells.setdefault(_cell(incident.lat, incident.lon), {})[incident.id] = incident
+
+    def incidents_in(
+        self, min_lat: float, max_lat: float, min_lon: float, max_lon: float
+    ) -> dict[int, Incident]:
+        """The batch's placed incidents in the map cells this box touches (a superset of those in the box)."""
+        south, west = _cell(min_lat, min_lon)
+        north, east = _cell(max_lat, max_lon)
+        found: dict[int, Incident] = {}
+        if (north - south + 1) * (east - west + 1) <= len(self._incident_cells):
+            for cell in ((a, b) for a in range(south, north + 1) for b in range(west, east + 1)):
+                found.update(self._incident_cells.get(cell, ()))
+        else:  # a box wider than the batch's cells: the batch's cells, each looked at once
+            for (a, b), held in self._incident_cells.items():
+                if south <= a <= north and west <= b <= east:
+                    found.update(held)
+        return found
 
     def add_report(self, report: Report, text: str) -> None:
         self.reports.append((report, text))
+        self._reports_of_incident.setdefault(report.incident_id, []).append(report)
+        self._reports_of_focal_point.setdefault(report.focal_point_id, []).append((report, text))
+
+    def reports_of(self, focal_point_id: int) -> list[tuple[Report, str]]:
+        """The batch's reports from this focal point (with their texts), in the order they were made."""
+        return self._reports_of_focal_point.get(focal_point_id, [])
 
     def load_reporters(self, incident_ids: Sequence[int]) -> None:
         """Who reported each of these incidents before the batch (its own reports are in `reports`)."""
@@ -322,10 +355,17 @@ class _Batch:
         """Focal points of the incident's reports other than `besides` (which is not flushed yet)."""
         if incident_id not in self._reporters:
             self.load_reporters([incident_id])
-        here = {
-            r.focal_point_id for r, _ in self.reports if r.incident_id == incident_id and r is not besides
-        }
+        here = {r.focal_point_id for r in self._reports_of_incident.get(incident_id, ()) if r is not besides}
         return {f for f in self._reporters[incident_id] | here if f is not None}
+
+
+# The map cells a batch files its incidents under: a quarter of a degree (28 km north-south), the order of a
+# zone's dedup distance, so that a candidate box touches a few cells.
+CELL_DEGREES = 0.25
+
+
+def _cell(lat: float, lon: float) -> tuple[int, int]:
+    return math.floor(lat / CELL_DEGREES), math.floor(lon / CELL_DEGREES)
 
 
 def _lock_matching(session: Session) -> None:
@@ -730,7 +770,7 @@ def _candidates(batch: _Batch, report: NewReport, rules: DedupRules) -> list[Can
                 .limit(MAX_CANDIDATES)
             ).all()
         batch.nearby[key] = (since, rows)
-    found = {i.id: i for i in rows} | batch.incidents
+    found = {i.id: i for i in rows} | batch.incidents_in(min_lat, max_lat, min_lon, max_lon)
     live = sorted(
         (
             i
@@ -754,7 +794,7 @@ def _candidates(batch: _Batch, report: NewReport, rules: DedupRules) -> list[Can
         repeat_since = report.received_at - REPEAT_WINDOW
         # This focal point's reports stored before the batch began (read with it), then the batch's own.
         sender = report.focal_point_id
-        mine = [(r.incident_id, r.received_at, t) for r, t in batch.reports if r.focal_point_id == sender]
+        mine = [(r.incident_id, r.received_at, t) for r, t in batch.reports_of(sender)]
         for incident_id, at, body in [*batch.recent_reports(sender), *mine]:
             if incident_id in ids and at >= repeat_since:
                 earlier.setdefault(incident_id, []).append((sender, at, body))

@@ -3,6 +3,7 @@ at a time decides: every later message sees what the earlier ones of its batch d
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import timedelta
 from itertools import count
@@ -22,7 +23,7 @@ from alerts.models import (
     Report,
 )
 from alerts.outbox import AUTOMATIC_REPLIES
-from alerts.pipeline import PipelineSettings, process_message, process_messages
+from alerts.pipeline import CELL_DEGREES, PipelineSettings, _Batch, process_message, process_messages
 from alerts.states import InboundState
 from tests import factories
 from tests.conftest import T0, empty_database, postgresql_only
@@ -499,3 +500,48 @@ def _unprocessed(database) -> list[int]:
                 .order_by(InboundMessage.received_at)
             )
         )
+
+
+def test_a_batch_finds_its_own_incidents_near_a_place_as_a_scan_of_all_of_them_would():
+    """Matching looks up the batch's incidents by map cell instead of scanning them all per alert: for boxes
+    small and wide, across cell edges, it finds every incident a scan finds in the box, only nearby ones."""
+    rng = random.Random(7)
+    batch = _Batch(None, T0, SETTINGS, [], {}, {}, None, {})  # type: ignore[arg-type]
+    held = []
+    for incident_id in range(1, 301):
+        # Around North Kivu, some exactly on a cell's edge; every tenth without a place (never a candidate).
+        lat = round(rng.uniform(-2.0, 0.5), 2) if incident_id % 7 else -1.25
+        lon = round(rng.uniform(28.0, 30.0), 2) if incident_id % 11 else 29.0
+        incident = Incident(id=incident_id, lat=None if incident_id % 10 == 0 else lat, lon=lon)
+        batch.opened(incident)
+        held.append(incident)
+    for _ in range(400):
+        lat, lon = rng.uniform(-2.2, 0.7), rng.uniform(27.8, 30.2)
+        half = rng.choice([0.01, 0.09, 0.3, 1.5, 4.0])  # from a village's box to wider than the whole batch
+        box = (lat - half, lat + half, lon - half, lon + half)
+        found = batch.incidents_in(*box)
+        inside = {
+            i.id
+            for i in held
+            if i.lat is not None and box[0] <= i.lat <= box[1] and box[2] <= i.lon <= box[3]
+        }
+        assert inside <= found.keys()
+        for incident in found.values():  # nothing further than the cells the box touches
+            assert box[0] - CELL_DEGREES <= incident.lat <= box[1] + CELL_DEGREES
+            assert box[2] - CELL_DEGREES <= incident.lon <= box[3] + CELL_DEGREES
+
+
+def test_a_batch_keeps_its_reports_by_focal_point_and_by_incident():
+    batch = _Batch(None, T0, SETTINGS, [], {}, {}, None, {})  # type: ignore[arg-type]
+    batch.opened(Incident(id=1, lat=-1.1, lon=28.9))
+    batch.opened(Incident(id=2, lat=-1.4, lon=28.8))
+    first = Report(incident_id=1, focal_point_id=10)
+    second = Report(incident_id=2, focal_point_id=10)
+    third = Report(incident_id=1, focal_point_id=20)
+    for report, text in ((first, "a"), (second, "b"), (third, "c")):
+        batch.add_report(report, text)
+    assert batch.reports_of(10) == [(first, "a"), (second, "b")]
+    assert batch.reports_of(30) == []
+    assert batch.reporters(1, besides=third) == {10}
+    assert batch.reporters(1, besides=first) == {20}
+    assert batch.reporters(2, besides=first) == {10}
