@@ -19,7 +19,7 @@ from alerts.models import (
     OutboundMessage,
 )
 from alerts.states import IncidentStatus, StepState
-from escalation.engine import plan_escalations, run_due_steps, sweep
+from escalation.engine import _Run, plan_escalations, responders_on_duty, run_due_steps, sweep
 from escalation.gateways import ConsoleGateway
 from tests import factories
 from tests.conftest import T0, postgresql_only
@@ -447,3 +447,53 @@ def test_a_job_failing_every_tick_is_logged_once_a_minute_with_a_count_and_its_r
         "job pump runs again after failing with ValueError",
     ]
     assert caplog.records[0].exc_info is not None  # the first report carries the traceback
+
+
+def test_a_run_pages_the_responders_one_query_per_zone_and_tier_would_find(session):
+    """A run reads the responders of its zones once (with their zones and rotas) instead of once per zone and
+    tier; who is on duty for each incident and tier is what the per-zone query answers."""
+
+    zones = [factories.zone(session, name=name) for name in ("Masisi", "Rutshuru", "Beni")]
+    masisi, rutshuru, beni = zones
+    def off_now():
+        return DutyPeriod(starts_at=T0 + timedelta(hours=8), ends_at=T0 + timedelta(hours=16))
+
+    on_now = DutyPeriod(starts_at=T0 - timedelta(hours=1), ends_at=T0 + timedelta(hours=1))
+    factories.responder(session, 1, [masisi])
+    factories.responder(session, 1, [masisi, rutshuru])  # two zones
+    factories.responder(session, 1, [rutshuru], duty_periods=[off_now()])
+    factories.responder(session, 2, [rutshuru], duty_periods=[on_now])
+    factories.responder(session, 2, [masisi], active=False)
+    factories.responder(session, 2, [beni])  # a zone no incident of the run is in
+    factories.responder(session, 3, [])
+    factories.responder(session, 3, [beni], duty_periods=[off_now()])
+    factories.responder(session, 1, [])  # no zone at all
+    incidents_ = [
+        factories.incident(session, masisi),
+        factories.incident(session, rutshuru),
+        factories.incident(session, None),  # pages its tier in every zone
+    ]
+    session.commit()
+
+    for incident in incidents_:
+        run = _Run(session, T0, {}, {}, incidents={i.id: i for i in incidents_[:2]})
+        for tier in (1, 2, 3):
+            expected = [r.id for r in responders_on_duty(session, incident, tier, T0)]
+            assert [r.id for r in run.on_duty(incident, tier)] == expected, (incident.zone_id, tier)
+    assert run.on_duty(incidents_[0], 1)  # the comparison is not between empty lists only
+
+    statements: list[str] = []
+
+    def count(_connection, _cursor, statement, *_args):
+        statements.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        run = _Run(session, T0, {}, {}, incidents={i.id: i for i in incidents_[:2]})
+        for incident in incidents_[:2]:
+            for tier in (1, 2, 3):
+                run.on_duty(incident, tier)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 3  # the zones' members, the responders, their rotas (12 before)
