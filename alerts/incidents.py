@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from sqlalchemy import func, select, true, update
@@ -43,19 +44,27 @@ class NotYourZone(PermissionError):
     pass
 
 
-def _increment(session: Session, name: str) -> Insert:
-    """Add one to a named counter (created at 1), atomically, on SQLite and PostgreSQL alike."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    return (
+@cache
+def _increment(dialect_name: str, name: str, with_incident_id: bool = False) -> Insert:
+    """Add one to a named counter (created at 1), atomically, on SQLite and PostgreSQL alike, returning its
+    value (and, on PostgreSQL, the incidents table's next id). Built once per counter: a new incident's
+    number is asked for in every batch, and building the statement cost more than running it."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = (
         dialect.insert(Counter)
         .values(name=name, value=1)
         .on_conflict_do_update(index_elements=[Counter.name], set_={"value": Counter.value + 1})
     )
+    if with_incident_id:
+        return statement.returning(
+            Counter.value, func.nextval(func.pg_get_serial_sequence("incidents", "id"))
+        )
+    return statement.returning(Counter.value)
 
 
 def next_number(session: Session, name: str = "incident") -> int:
     """The next value of a named counter."""
-    return session.execute(_increment(session, name).returning(Counter.value)).scalar_one()
+    return session.execute(_increment(session.get_bind().dialect.name, name)).scalar_one()
 
 
 def allocate_incident(session: Session) -> tuple[int, int | None]:
@@ -64,10 +73,7 @@ def allocate_incident(session: Session) -> tuple[int, int | None]:
     is None: the row gets it when it is flushed."""
     if session.get_bind().dialect.name != "postgresql":
         return next_number(session), None
-    statement = _increment(session, "incident").returning(
-        Counter.value, func.nextval(func.pg_get_serial_sequence("incidents", "id"))
-    )
-    number, incident_id = session.execute(statement).one()
+    number, incident_id = session.execute(_increment("postgresql", "incident", with_incident_id=True)).one()
     return number, incident_id
 
 
