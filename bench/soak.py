@@ -3,7 +3,7 @@
     .venv/bin/python bench/soak.py load --requests 2000
     .venv/bin/python bench/soak.py crash --requests 1500 --kills 8
     .venv/bin/python bench/soak.py outage --requests 900        # stops the whole PostgreSQL server for 30 s
-    .venv/bin/python bench/soak.py peer --requests 2000         # ours and RapidSMS 2.2, same client, same run
+    .venv/bin/python bench/soak.py peer --requests 2000 --rounds 3  # ours and RapidSMS 2.2 in turn
     .venv/bin/python bench/soak.py all --bounded                # the CI-sized set, a few minutes
 
 Every experiment runs on a throwaway PostgreSQL database: gunicorn web workers without the scheduler (2 x 4
@@ -29,11 +29,13 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -462,7 +464,55 @@ def header() -> str:
     return f"{machine()}; {versions()}"
 
 
-def load_table(experiments: list[Experiment], peer: PeerRun | None = None) -> str:
+@dataclass
+class PeerRound:
+    """One round of the side-by-side comparison: ours at full speed, the peer, ours paced at the peer's rate.
+    The three run back to back, so that the machine's speed, which drifts from minute to minute on a shared
+    VM, is about the same for the three; several rounds show how much the ratio itself moves."""
+
+    ours: Experiment
+    peer: PeerRun
+    paced: Experiment
+
+    @property
+    def pipeline_ratio(self) -> float:
+        return self.ours.pipeline_rate / self.peer.load.rate
+
+    @property
+    def paced_ratio(self) -> float:
+        return self.paced.pipeline_rate / self.peer.load.rate
+
+    def summary(self) -> str:
+        paced, peer = self.paced, self.peer
+        return (
+            f"ours / peer: accepted {self.ours.load.rate / peer.load.rate:.0%}, "
+            f"full pipeline {self.pipeline_ratio:.0%} (target >= 100%); "
+            f"paced at the peer's {peer.load.rate:.0f}/s: full pipeline {paced.pipeline_rate:.0f} msg/s "
+            f"({self.paced_ratio:.0%}), lag p50 {paced.notes['lag p50 s']} s, "
+            f"p95 {paced.notes['lag p95 s']} s, max {paced.notes['lag max s']} s"
+        )
+
+
+def run_rounds(config: Config, rounds: int) -> tuple[list[Experiment], list[PeerRound]]:
+    """`rounds` of (ours, the peer, ours paced at the peer's rate), each round's three back to back."""
+    experiments: list[Experiment] = []
+    results: list[PeerRound] = []
+    for number in range(1, rounds + 1):
+        suffix = f" #{number}" if rounds > 1 else ""
+        ours = run_load(config)
+        ours.name += suffix
+        print(f"  load{suffix}: {ours.load.rate:.0f} req/s", flush=True)
+        peer = run_peer(config)
+        print(f"  peer{suffix}: {peer.load.rate:.0f} req/s", flush=True)
+        paced = run_paced(config, peer.load.rate)
+        paced.name += suffix
+        print(f"  paced at the peer's rate{suffix}: {paced.notes}", flush=True)
+        experiments += [ours, paced]
+        results.append(PeerRound(ours, peer, paced))
+    return experiments, results
+
+
+def load_table(experiments: list[Experiment], peers: Sequence[PeerRun] = ()) -> str:
     lines = [
         "| run | requests | accepted | req/s | p50 ms | p95 ms | p99 ms | 5xx | conn. errors "
         "| retried | pipeline msg/s | all SMS out s | incidents | SMS at gateway |",
@@ -476,10 +526,11 @@ def load_table(experiments: list[Experiment], peer: PeerRun | None = None) -> st
             f"| {load.server_errors()} | {load.connection_errors()} | {load.retried()} "
             f"| {e.pipeline_rate:.0f} | {e.sms_seconds:.1f} | {f.incidents} | {f.sms_at_gateway} |"
         )
-    if peer is not None:
+    for number, peer in enumerate(peers, 1):
         load = peer.load
+        name = "RapidSMS 2.2 peer" + (f" #{number}" if len(peers) > 1 else "")
         lines.append(
-            f"| RapidSMS 2.2 peer | {len(load.deliveries)} | {load.accepted} | {load.rate:.0f} "
+            f"| {name} | {len(load.deliveries)} | {load.accepted} | {load.rate:.0f} "
             f"| {load.latency(50):.1f} | {load.latency(95):.1f} | {load.latency(99):.1f} "
             f"| {load.server_errors()} | {load.connection_errors()} | {load.retried()} "
             f"| {load.rate:.0f} (inline) | - | - | - ({peer.outgoing} replies stored) |"
@@ -505,29 +556,27 @@ def invariants_table(experiments: list[Experiment]) -> str:
     return "\n".join(lines)
 
 
-def report(experiments: list[Experiment], peer: PeerRun | None) -> str:
-    parts = [f"# soak: {header()}", "", load_table(experiments, peer), "", invariants_table(experiments)]
+def report(experiments: list[Experiment], rounds: Sequence[PeerRound] = ()) -> str:
+    peers = [r.peer for r in rounds]
+    parts = [f"# soak: {header()}", "", load_table(experiments, peers), "", invariants_table(experiments)]
     for e in experiments:
         if e.notes:
             parts += ["", f"{e.name}: " + json.dumps(e.notes)]
         for detail in e.findings.duplicate_details:
             parts.append(f"  {e.name} duplicate: {detail}")
-    if peer is not None:
-        ours = next((e for e in experiments if e.name == "load"), None)
-        if ours is not None:
-            parts += [
-                "",
-                f"ours / peer: accepted {ours.load.rate / peer.load.rate:.0%}, "
-                f"full pipeline {ours.pipeline_rate / peer.load.rate:.0%} (target >= 100%)",
-            ]
-        paced = next((e for e in experiments if e.name.startswith("paced")), None)
-        if paced is not None:
+    if rounds:
+        parts.append("")
+        for number, result in enumerate(rounds, 1):
+            parts.append((f"round {number}: " if len(rounds) > 1 else "") + result.summary())
+        if len(rounds) > 1:
             parts.append(
-                f"paced at the peer's {peer.load.rate:.0f}/s: full pipeline {paced.pipeline_rate:.0f} msg/s "
-                f"({paced.pipeline_rate / peer.load.rate:.0%}); lag p50 {paced.notes['lag p50 s']} s, "
-                f"p95 {paced.notes['lag p95 s']} s, max {paced.notes['lag max s']} s"
+                f"median of {len(rounds)} rounds: full pipeline "
+                f"{statistics.median(r.pipeline_ratio for r in rounds):.0%} of the peer (target >= 100%), "
+                f"paced {statistics.median(r.paced_ratio for r in rounds):.0%} of the peer's rate"
             )
-    problems = [f"{e.name}: {p}" for e in experiments for p in e.problems] + (peer.problems if peer else [])
+    problems = [f"{e.name}: {p}" for e in experiments for p in e.problems] + [
+        p for peer in peers for p in peer.problems
+    ]
     parts += ["", "PROBLEMS:" if problems else "all invariants hold", *(f"- {p}" for p in problems)]
     return "\n".join(parts)
 
@@ -545,6 +594,12 @@ def main() -> None:
         "--force-outage", action="store_true", help="stop PostgreSQL even if other suites are running"
     )
     parser.add_argument("--keep", action="store_true", help="keep the working directory (logs)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="peer: rounds of (ours, peer, ours paced), reported with the median",
+    )
     args = parser.parse_args()
 
     changes: dict[str, object] = {"seed": args.seed}
@@ -557,17 +612,14 @@ def main() -> None:
     print(f"# soak {args.command}: {header()}; work dir {workdir}", flush=True)
 
     experiments: list[Experiment] = []
-    peer: PeerRun | None = None
+    rounds: list[PeerRound] = []
     skipped: list[str] = []
     try:
-        if args.command in ("load", "peer", "all"):
+        if args.command in ("peer", "all"):
+            experiments, rounds = run_rounds(config, args.rounds if args.command == "peer" else 1)
+        elif args.command == "load":
             experiments.append(run_load(config))
             print(f"  load: {experiments[-1].load.rate:.0f} req/s", flush=True)
-        if args.command == "peer" or args.command == "all":
-            peer = run_peer(config)
-            print(f"  peer: {peer.load.rate:.0f} req/s", flush=True)
-            experiments.append(run_paced(config, peer.load.rate))
-            print(f"  paced at the peer's rate: {experiments[-1].notes}", flush=True)
         if args.command in ("crash", "all"):
             experiments.append(run_crash(config))
             print(f"  crash: {experiments[-1].notes}", flush=True)
@@ -580,14 +632,14 @@ def main() -> None:
     finally:
         if args.command in ("outage", "all"):
             ensure_postgresql_running()
-    failed = any(e.problems for e in experiments) or bool(peer and peer.problems)
+    failed = any(e.problems for e in experiments) or any(r.peer.problems for r in rounds)
     tracebacks = sum(e.findings.log_tracebacks for e in experiments if e.name != "outage")
     if args.keep or failed or tracebacks:
         print(f"logs kept in {workdir}", flush=True)
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     print()
-    print(report(experiments, peer))
+    print(report(experiments, rounds))
     for line in skipped:
         print(line)
     sys.exit(1 if failed or (skipped and args.command == "outage") else 0)
