@@ -455,6 +455,7 @@ def test_a_run_pages_the_responders_one_query_per_zone_and_tier_would_find(sessi
 
     zones = [factories.zone(session, name=name) for name in ("Masisi", "Rutshuru", "Beni")]
     masisi, rutshuru, beni = zones
+
     def off_now():
         return DutyPeriod(starts_at=T0 + timedelta(hours=8), ends_at=T0 + timedelta(hours=16))
 
