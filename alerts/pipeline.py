@@ -130,7 +130,7 @@ class _Batch:
     locked: set[int] = field(default_factory=set)
     reports: list[tuple[Report, str]] = field(default_factory=list)
     # The same, found without a scan of the whole batch per alert (which grew with the batch's square): the
-    # incidents by map cell (see `_cells`), the reports by incident and by focal point.
+    # incidents by map cell (see `_cell`), the reports by incident and by focal point.
     _incident_cells: dict[tuple[int, int], dict[int, Incident]] = field(default_factory=dict)
     _reports_of_incident: dict[int | None, list[Report]] = field(default_factory=dict)
     _reports_of_focal_point: dict[int | None, list[tuple[Report, str]]] = field(default_factory=dict)

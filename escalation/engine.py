@@ -215,7 +215,7 @@ class _Roster:
                 zones_of.setdefault(responder_id, set()).add(zone_id)
         wanted = Responder.tier == 3
         if zones_of:
-            wanted = or_(wanted, Responder.id.in_(zones_of))
+            wanted = or_(wanted, Responder.id.in_(list(zones_of)))
         responders = list(
             session.scalars(
                 select(Responder).where(Responder.active.is_(True), wanted).order_by(Responder.id)
@@ -225,7 +225,7 @@ class _Roster:
         if responders:
             for responder_id, starts_at, ends_at in session.execute(
                 select(DutyPeriod.responder_id, DutyPeriod.starts_at, DutyPeriod.ends_at).where(
-                    DutyPeriod.responder_id.in_(periods)
+                    DutyPeriod.responder_id.in_(list(periods))
                 )
             ):
                 periods[responder_id].append((starts_at, ends_at))
