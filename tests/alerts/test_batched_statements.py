@@ -38,18 +38,24 @@ def _events(incident_id: int, count: int) -> list[IncidentEvent]:
     ]
 
 
-@postgresql_only
-def test_new_rows_get_their_ids_in_the_order_they_were_added_and_go_out_as_one_executemany(database):
+def _insert_events(database, count: int) -> tuple[list[int], list[tuple[str, bool]]]:
+    """Add `count` timeline lines in one flush; their ids, in the order added, and the statements sent."""
     incident_id = _stored_incident(database)
     seen, stop = _statements(database)
     try:
         with database.session() as session:
-            events = _events(incident_id, 5)
+            events = _events(incident_id, count)
             session.add_all(events)
             session.commit()
             ids = [e.id for e in events]
     finally:
         stop()
+    return ids, seen
+
+
+@postgresql_only
+def test_new_rows_get_their_ids_in_the_order_they_were_added_and_go_out_as_one_executemany(database):
+    ids, seen = _insert_events(database, 5)
     assert ids == sorted(ids)
     assert len(set(ids)) == 5
     inserts = [(s, many) for s, many in seen if s.startswith("INSERT INTO incident_events")]
@@ -66,16 +72,8 @@ def test_new_rows_get_their_ids_in_the_order_they_were_added_and_go_out_as_one_e
 
 @postgresql_only
 def test_one_new_row_still_learns_its_id_from_the_insert(database):
-    incident_id = _stored_incident(database)
-    seen, stop = _statements(database)
-    try:
-        with database.session() as session:
-            (event_row,) = _events(incident_id, 1)
-            session.add(event_row)
-            session.commit()
-    finally:
-        stop()
-    assert event_row.id is not None
+    (event_id,), seen = _insert_events(database, 1)
+    assert event_id is not None
     assert not any("nextval" in s for s, _many in seen)  # no extra round trip for a single row
 
 
