@@ -15,16 +15,15 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 from africastalking.SMS import SMSService
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
-from twilio.http.http_client import TwilioHttpClient
-from twilio.http.response import Response as TwilioResponse
 from twilio.rest import Client as TwilioClient
 
 from alerts.phones import mask_phone
+from escalation.twilio_http import PooledTwilioHttpClient
 
 log = logging.getLogger(__name__)
 
@@ -159,53 +158,6 @@ def _twilio_error(status: int, code: int | None, message: str) -> SendError:
     return PermanentSendError("twilio", f"{detail}: {_scrub(message)}", code=code_text)
 
 
-class _EnvironmentOnceSession(requests.Session):
-    """A requests session that reads proxies and the CA bundle from the environment once per host, not once
-    per request: requests scans all of os.environ twice for each send, about a quarter of a send's CPU. A
-    running worker's environment does not change; HTTPS_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE still apply."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-        self._merged_lock = threading.Lock()
-
-    def merge_environment_settings(
-        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        parts = urlsplit(url.decode() if isinstance(url, bytes) else url or "")
-        given = tuple(sorted(proxies.items())) if proxies else ()
-        key = (parts.scheme, parts.netloc, given, stream, verify, repr(cert))
-        with self._merged_lock:
-            if key not in self._merged:
-                self._merged[key] = super().merge_environment_settings(url, proxies, stream, verify, cert)
-            merged = self._merged[key]
-        return {**merged, "proxies": dict(merged["proxies"] or {})}
-
-
-class _RebasedTwilioHttpClient(TwilioHttpClient):
-    """Twilio's own HTTP client, sending what is meant for api.twilio.com to api_base (a local fake)."""
-
-    def __init__(self, api_base: str | None, timeout: float) -> None:
-        super().__init__(timeout=timeout)
-        self._api_base = urlsplit(api_base.rstrip("/")) if api_base else None
-        session = _EnvironmentOnceSession()
-        if self.session is not None:  # the SDK's own adapters (its pool size for https)
-            session.adapters.update(self.session.adapters)
-        self.session = session
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> TwilioResponse:
-        if self._api_base is not None:
-            parts = urlsplit(url)
-            host = parts.hostname or ""
-            # TWILIO_EDGE and TWILIO_REGION make it api.<edge>.<region>.twilio.com: rebase those too.
-            if host.startswith("api.") and host.endswith(".twilio.com"):
-                base = self._api_base
-                url = urlunsplit(
-                    (base.scheme, base.netloc, base.path + parts.path, parts.query, parts.fragment)
-                )
-        return super().request(method, url, *args, **kwargs)
-
-
 class TwilioGateway:
     """Sends with the Twilio SDK (Messages API); delivery reports come to the status callback URL."""
 
@@ -224,7 +176,7 @@ class TwilioGateway:
         self.status_callback_url = status_callback_url or None
         self.timeout = timeout
         self._client = TwilioClient(
-            account_sid, auth_token, http_client=_RebasedTwilioHttpClient(api_base, timeout)
+            account_sid, auth_token, http_client=PooledTwilioHttpClient(timeout, api_base)
         )
 
     def send(self, to: str, body: str, *, reference: str) -> SendResult:
@@ -237,9 +189,11 @@ class TwilioGateway:
             raise _twilio_error(int(exc.status), _int_or_none(exc.code), str(exc.msg)) from exc
         except TwilioServiceException as exc:
             raise _twilio_error(int(exc.status), _int_or_none(exc.code), exc.detail or exc.title) from exc
-        except requests.Timeout as exc:
+        except urllib3.exceptions.NewConnectionError as exc:  # a subclass of ConnectTimeoutError, oddly
+            raise RetryableSendError(self.name, f"connection failed: {type(exc).__name__}") from exc
+        except urllib3.exceptions.TimeoutError as exc:
             raise RetryableSendError(self.name, f"no answer within {self.timeout:g} s") from exc
-        except requests.RequestException as exc:
+        except urllib3.exceptions.HTTPError as exc:
             raise RetryableSendError(self.name, f"connection failed: {type(exc).__name__}") from exc
         except (TwilioException, ValueError) as exc:
             raise RetryableSendError(self.name, f"unreadable response: {type(exc).__name__}") from exc
