@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import lru_cache
 
-from geopy.distance import geodesic
+from geographiclib.geodesic import Geodesic
+from geopy.distance import ELLIPSOIDS
 from rapidfuzz import fuzz, process
 
 from alerts.textnorm import phrase_key, skeleton
@@ -110,11 +111,18 @@ def approx_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     return math.hypot(dx, dy) * _EARTH_KM_PER_DEGREE
 
 
+# geopy's `geodesic(a, b)` builds this (its series coefficients) anew for every distance, most of the call's
+# cost; the same ellipsoid and the same computation, built once (Geodesic is immutable: safe across threads).
+# Its axis in km, as geopy gives it: distances come out in km.
+_WGS84_AXIS_KM, _, _WGS84_FLATTENING = ELLIPSOIDS["WGS-84"]
+_WGS84 = Geodesic(_WGS84_AXIS_KM, _WGS84_FLATTENING)
+
+
 @lru_cache(maxsize=16384)
 def geodesic_km(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Geodesic distance in km (WGS84), remembered: reports, incidents and zones mostly sit on the
-    gazetteer's few points."""
-    return float(geodesic(a, b).km)
+    """Geodesic distance in km (WGS84), what `geopy.distance.geodesic(a, b).km` gives, remembered: reports,
+    incidents and zones mostly sit on the gazetteer's few points."""
+    return float(_WGS84.Inverse(a[0], a[1], b[0], b[1], Geodesic.DISTANCE)["s12"])
 
 
 def _fuzzy_cutoff(length: int) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -850,9 +850,14 @@ def _read_batch_candidates(batch: _Batch) -> None:
             )
         ).all()
     near: set[int] = set()
+    # By latitude, so that each place's box is cut from the few rows of its own latitudes (many places and
+    # many rows made this a scan of every row for every place).
+    rows.sort(key=lambda r: r.lat)
+    lats = [r.lat for r in rows]
     for key, _since, (a, b, c, d) in wanted:
         if key not in batch.nearby:  # each place keeps the rows of its own box, cut once, not per message
-            batch.nearby[key] = (since, [r for r in rows if a <= r.lat <= b and c <= r.lon <= d])
+            band = rows[bisect_left(lats, a) : bisect_right(lats, b)]
+            batch.nearby[key] = (since, [r for r in band if c <= r.lon <= d])
             near.update(r.id for r in batch.nearby[key][1])
     # Who reported each of them, for the corroboration count of a merge: one query for all, not one per merge.
     unknown = [i for i in near if i not in batch._reporters]

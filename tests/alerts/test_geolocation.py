@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+from geopy.distance import geodesic
 
 from alerts.geolocation import (
     Gazetteer,
@@ -255,6 +256,25 @@ def test_the_cheap_distance_is_within_one_percent_of_geodesic(
     a: tuple[float, float], b: tuple[float, float]
 ) -> None:
     assert approx_km(a, b) == pytest.approx(geodesic_km(a, b), rel=0.01)
+
+
+def test_the_geodesic_distance_is_geopys_to_the_last_digit() -> None:
+    rng = random.Random(7)
+    pairs = [
+        (MASISI, RUTSHURU),
+        (MASISI, MASISI),
+        ((0.0, 0.0), (0.0, 180.0)),
+        ((-89.9, 10.0), (89.9, -170.0)),
+    ]
+    for _ in range(500):
+        lat, lon = rng.uniform(-3.0, 1.0), rng.uniform(27.0, 31.0)  # the Kivus, a village to a province apart
+        pairs.append(((lat, lon), (lat + rng.uniform(-2, 2) * rng.random() ** 3, lon + rng.uniform(-2, 2))))
+    pairs += [
+        ((rng.uniform(-90, 90), rng.uniform(-180, 180)), (rng.uniform(-90, 90), rng.uniform(-180, 180)))
+        for _ in range(200)
+    ]
+    for a, b in pairs:
+        assert geodesic_km(a, b) == geodesic(a, b).km, (a, b)
 
 
 # --- parser and gazetteer together ----
