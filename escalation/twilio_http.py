@@ -4,7 +4,7 @@ The SDK takes the application's own client (`twilio.rest.Client(http_client=...)
 `twilio.http.HttpClient`: one `request` method returning a `twilio.http.response.Response`). Its default one
 builds a requests `Request`, prepares it (encoding the form through several layers of type checks), merges the
 environment and formats its log lines for every call: about half of a send's CPU (1.2 ms per send against
-0.65 here, bench/RESULTS-soak.md "Eighth session"), in a worker that sends a receipt for every alert.
+0.65 here, bench/RESULTS-webhooks.md "Eighth session"), in a worker that sends a receipt for every alert.
 
 This client sends the same request: the same URL (an api_base stands in for api.twilio.com, for a local fake
 of the API), the form body encoded as requests encodes it, the SDK's headers, HTTP basic auth, one timeout for
