@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
+    Table,
     all_,
     any_,
     bindparam,
@@ -262,17 +264,22 @@ def prefetch_ids(session: Session, _flush_context: Any, _instances: Any) -> None
     for mapper, states in waiting.items():
         if len(states) < PREFETCH_IDS_FROM:
             continue
-        table = mapper.local_table
-        column = mapper.primary_key[0]
-        ids = session.execute(
-            select(func.nextval(func.pg_get_serial_sequence(table.name, column.name))).select_from(
-                func.generate_series(1, bindparam("n"))
-            ),
-            {"n": len(states)},
-        ).scalars()
+        ids = next_ids(session, mapper.local_table, len(states), mapper.primary_key[0].name)
         key = _serial_key(mapper)
         for state, new_id in zip(sorted(states, key=lambda s: s.insert_order), ids, strict=True):
             setattr(state.obj(), key, new_id)
+
+
+def next_ids(executor: Session | Connection, table: Table, count: int, column: str = "id") -> list[int]:
+    """`count` new ids from the sequence of `table.column` (PostgreSQL), in one round trip."""
+    return list(
+        executor.execute(
+            select(func.nextval(func.pg_get_serial_sequence(table.name, column))).select_from(
+                func.generate_series(1, bindparam("n"))
+            ),
+            {"n": count},
+        ).scalars()
+    )
 
 
 def _serial_key(mapper: Any) -> str | None:

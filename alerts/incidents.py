@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
 from alerts.dedup import SEVERITY_RANK
+from alerts.deferred import defer_insert
 from alerts.models import (
     Counter,
     EscalationStep,
@@ -85,9 +86,14 @@ def record(
     now: datetime,
     actor: str = "system",
     **data: Any,
-) -> IncidentEvent:
-    """Append a line to the incident's timeline (joins the caller's transaction)."""
-    event = IncidentEvent(incident_id=incident.id, at=now, kind=kind, actor=actor, detail=detail, data=data)
+) -> IncidentEvent | None:
+    """Append a line to the incident's timeline (joins the caller's transaction; inside a batch's
+    `deferred_inserts` written with its others, and None is returned)."""
+    row = {"incident_id": incident.id, "at": now, "kind": kind, "actor": actor, "detail": detail}
+    row["data"] = data
+    if defer_insert(session, IncidentEvent, row) is not None:
+        return None
+    event = IncidentEvent(**row)
     session.add(event)
     return event
 

@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from alerts.db import get_locked
+from alerts.deferred import DeferredRow, defer_insert
 from alerts.models import OutboundMessage
 from alerts.sms import segments, to_gsm7
 from alerts.states import OutboundState
@@ -28,7 +29,7 @@ REPLY_CAP_WINDOW = timedelta(hours=1)
 
 @dataclass(frozen=True)
 class Enqueued:
-    message: OutboundMessage | None
+    message: OutboundMessage | DeferredRow | None
     reason: str = ""  # why nothing was queued: "duplicate", "reply cap"
 
 
@@ -111,7 +112,7 @@ class ReplyBook:
             return self.replies_last_hour[recipient]
         return _replies_last_hour(session, recipient, now)
 
-    def queued(self, message: OutboundMessage) -> None:
+    def queued(self, message: OutboundMessage | DeferredRow) -> None:
         self.taken_keys.add(message.idempotency_key)
         if message.purpose in AUTOMATIC_REPLIES:
             self.replies_last_hour[message.recipient] += 1
@@ -170,7 +171,7 @@ def enqueue(
         if sent_last_hour >= reply_cap_per_hour:
             return Enqueued(None, "reply cap")
     text = to_gsm7(body)
-    message = OutboundMessage(
+    values = dict(
         recipient=recipient,
         body=text,
         purpose=purpose,
@@ -184,11 +185,20 @@ def enqueue(
         next_attempt_at=now,
         state=OutboundState.QUEUED,
     )
-    session.add(message)
     if book is None:
+        message: OutboundMessage | DeferredRow = OutboundMessage(**values)
+        session.add(message)
         session.flush()
+        return Enqueued(message)
+    # A batch's row: queued beside its unit of work where it defers them (alerts/deferred.py), its id
+    # known once written; else an object for its next flush.
+    queued = defer_insert(session, OutboundMessage, values, with_id=True)
+    if queued is None:
+        message = OutboundMessage(**values)
+        session.add(message)
     else:
-        book.queued(message)
+        message = queued
+    book.queued(message)
     return Enqueued(message)
 
 

@@ -35,6 +35,7 @@ from alerts.dedup import (
     combined_confidence,
     is_upgrade,
 )
+from alerts.deferred import DeferredRow, defer_insert, deferred_inserts
 from alerts.geocoder import OnlineGeocoder, geocoder_from_config
 from alerts.geolocation import (
     Gazetteer,
@@ -65,6 +66,8 @@ from alerts.texts import render
 log = logging.getLogger(__name__)
 OPEN_STATES = (IncidentStatus.OPEN, IncidentStatus.ACKNOWLEDGED)
 MAX_CANDIDATES = 50
+# A report the batch made: its queued row (alerts/deferred.py), or outside a batch the object.
+ReportRow = Report | DeferredRow
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class Outcome:
     reply_outbound_id: int | None = None
     incident_number: int | None = None
     # The reply's row, whose id is known once the batch is flushed.
-    reply_message: OutboundMessage | None = field(default=None, repr=False, compare=False)
+    reply_message: OutboundMessage | DeferredRow | None = field(default=None, repr=False, compare=False)
 
     def committed(self) -> Outcome:
         if self.reply_message is None or self.reply_outbound_id is not None:
@@ -128,12 +131,12 @@ class _Batch:
     # focal points that reported it.
     incidents: dict[int, Incident] = field(default_factory=dict)
     locked: set[int] = field(default_factory=set)
-    reports: list[tuple[Report, str]] = field(default_factory=list)
+    reports: list[tuple[ReportRow, str]] = field(default_factory=list)
     # The same, found without a scan of the whole batch per alert (which grew with the batch's square): the
     # incidents by map cell (see `_cell`), the reports by incident and by focal point.
     _incident_cells: dict[tuple[int, int], dict[int, Incident]] = field(default_factory=dict)
-    _reports_of_incident: dict[int | None, list[Report]] = field(default_factory=dict)
-    _reports_of_focal_point: dict[int | None, list[tuple[Report, str]]] = field(default_factory=dict)
+    _reports_of_incident: dict[int | None, list[ReportRow]] = field(default_factory=dict)
+    _reports_of_focal_point: dict[int | None, list[tuple[ReportRow, str]]] = field(default_factory=dict)
     # A batch of one message: how many other messages its sender sent in the rate window (a count, not rows).
     alone_count: int | None = None
     # Per focal point of the batch: (incident, received, text) of its stored reports recent enough to be
@@ -331,12 +334,12 @@ class _Batch:
                     found.update(held)
         return found
 
-    def add_report(self, report: Report, text: str) -> None:
+    def add_report(self, report: ReportRow, text: str) -> None:
         self.reports.append((report, text))
         self._reports_of_incident.setdefault(report.incident_id, []).append(report)
         self._reports_of_focal_point.setdefault(report.focal_point_id, []).append((report, text))
 
-    def reports_of(self, focal_point_id: int) -> list[tuple[Report, str]]:
+    def reports_of(self, focal_point_id: int) -> list[tuple[ReportRow, str]]:
         """The batch's reports from this focal point (with their texts), in the order they were made."""
         return self._reports_of_focal_point.get(focal_point_id, [])
 
@@ -351,7 +354,7 @@ class _Batch:
                 found[incident_id].add(focal_point_id)
         self._reporters.update(found)
 
-    def reporters(self, incident_id: int, besides: Report) -> set[int]:
+    def reporters(self, incident_id: int, besides: ReportRow) -> set[int]:
         """Focal points of the incident's reports other than `besides` (which is not flushed yet)."""
         if incident_id not in self._reporters:
             self.load_reporters([incident_id])
@@ -532,8 +535,10 @@ def _process_and_commit(
     if not messages:
         return []
     batch = _Batch.load(session, messages, now, settings)
-    outcomes = [_process(batch, message) for message in messages]
-    _same_columns_for_merges(batch)
+    # The batch's reports, timeline lines and receipts go beside the unit of work (alerts/deferred.py).
+    with deferred_inserts(session):
+        outcomes = [_process(batch, message) for message in messages]
+        _same_columns_for_merges(batch)
     session.commit()
     outcomes = [outcome.committed() for outcome in outcomes]
     for message, outcome in zip(messages, outcomes, strict=True):
@@ -690,10 +695,10 @@ def _make_report(
     incident: Incident | None,
     location: Location | None = None,
     is_repeat: bool = False,
-) -> Report:
+) -> ReportRow:
     parsed = ctx.parsed
     location = location or _locate(ctx, focal_point)
-    report = Report(
+    values = dict(
         inbound_message_id=ctx.message.id,
         focal_point_id=focal_point.id,
         incident_id=incident.id if incident else None,
@@ -712,7 +717,10 @@ def _make_report(
         is_repeat=is_repeat,
         received_at=ctx.message.received_at,
     )
-    ctx.session.add(report)  # written by the batch's next flush
+    report = defer_insert(ctx.session, Report, values)
+    if report is None:  # outside a batch: an object for the session's next flush
+        report = Report(**values)
+        ctx.session.add(report)
     ctx.batch.add_report(report, ctx.message.text)
     return report
 
@@ -1031,7 +1039,7 @@ def _fill_defaults(instance: Any) -> None:
 
 
 def _merge_into(
-    ctx: _Context, incident: Incident, report: Report, match: Match, focal_point: FocalPoint
+    ctx: _Context, incident: Incident, report: ReportRow, match: Match, focal_point: FocalPoint
 ) -> None:
     session, now = ctx.session, ctx.now
     incident.last_report_at = max(incident.last_report_at, report.received_at)
