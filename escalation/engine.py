@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from alerts import incidents
+from alerts.deferred import deferred_inserts
 from alerts.models import (
     DutyPeriod,
     EscalationPolicy,
@@ -416,9 +417,10 @@ def run_due_steps(session: Session, now: datetime, worker: str, limit: int = 50)
     run.acks = incidents.acknowledgers(session, list(run.incidents))
     run.pages = ReplyBook.load_for_steps(session, [step.id for step in steps], now)
     results = []
-    # The steps' pages and timeline lines are written together at the commit: nothing a step reads (its
-    # incident, acknowledgements, who is on duty) is among them.
-    with session.no_autoflush:
+    # The steps' pages and timeline lines are written together at the commit, as plain rows beside the unit of
+    # work (alerts/deferred.py): nothing a step reads (its incident, acknowledgements, who is on duty) is
+    # among them.
+    with session.no_autoflush, deferred_inserts(session):
         for step in steps:
             result = _run_step(run, step)
             if result is not None:
@@ -439,28 +441,29 @@ def send_updates(session: Session, now: datetime, throttle: timedelta) -> int:
     book = ReplyBook.load_with_prefixes(session, keys.values(), now)
     # Read for all before any is queued: a read between two incidents would flush the pages queued so far.
     paged = incidents.paged_responders_of(session, list(keys))
-    for incident in due:
-        told = []
-        for responder in paged[incident.id]:
-            queued = enqueue(
-                session,
-                recipient=responder.phone,
-                body=page_text(session, incident, responder.language, "page_update", run=run),
-                purpose="update",
-                idempotency_key=f"{keys[incident.id]}{responder.id}",
-                now=now,
-                incident_id=incident.id,
-                responder_id=responder.id,
-                book=book,
-            )
-            if queued.message is not None:
-                told.append(responder)
-        incident.update_pending = False
-        if told:
-            incident.last_update_at = now
-            names = ", ".join(r.name for r in told)
-            incidents.record(session, incident, "update_sent", f"update to {names}", now)
-            sent += 1
+    with deferred_inserts(session):  # the updates and their timeline lines (alerts/deferred.py)
+        for incident in due:
+            told = []
+            for responder in paged[incident.id]:
+                queued = enqueue(
+                    session,
+                    recipient=responder.phone,
+                    body=page_text(session, incident, responder.language, "page_update", run=run),
+                    purpose="update",
+                    idempotency_key=f"{keys[incident.id]}{responder.id}",
+                    now=now,
+                    incident_id=incident.id,
+                    responder_id=responder.id,
+                    book=book,
+                )
+                if queued.message is not None:
+                    told.append(responder)
+            incident.update_pending = False
+            if told:
+                incident.last_update_at = now
+                names = ", ".join(r.name for r in told)
+                incidents.record(session, incident, "update_sent", f"update to {names}", now)
+                sent += 1
     session.commit()
     return sent
 
