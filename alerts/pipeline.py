@@ -17,9 +17,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import flag_modified
+from sqlalchemy.orm.attributes import flag_modified, set_committed_value
 
 from alerts import incidents
 from alerts.db import among, get_locked, not_among
@@ -539,6 +539,7 @@ def _process_and_commit(
     with deferred_inserts(session):
         outcomes = [_process(batch, message) for message in messages]
         _same_columns_for_merges(batch)
+        _write_processed(batch)
     session.commit()
     outcomes = [outcome.committed() for outcome in outcomes]
     for message, outcome in zip(messages, outcomes, strict=True):
@@ -574,7 +575,7 @@ def _process(batch: _Batch, message: InboundMessage) -> Outcome:
 
     if batch.over_rate_limit(message):
         outcome = Outcome("rate limited")
-        message.state = InboundState.RATE_LIMITED
+        state = InboundState.RATE_LIMITED
     else:
         context = _Context(
             batch,
@@ -595,18 +596,41 @@ def _process(batch: _Batch, message: InboundMessage) -> Outcome:
         unverified = (
             responder is None and focal_point is None and not outcome.decision.startswith("registration")
         )
-        message.state = InboundState.UNVERIFIED if unverified else InboundState.PROCESSED
+        state = InboundState.UNVERIFIED if unverified else InboundState.PROCESSED
         if (
             focal_point is not None
             and focal_point.status != FocalPointStatus.ACTIVE
             and outcome.incident_number is None
         ):
-            message.state = InboundState.UNVERIFIED
-    message.sender_kind = sender_kind
-    message.processed_at = now
-    message.error = None
-    message.next_attempt_at = None
+            state = InboundState.UNVERIFIED
+    # Written for the whole batch by `_write_processed`, not by the unit of work (one object's history
+    # and one row of an executemany per message were a tenth of a batch's CPU).
+    for key, value in (
+        ("state", state),
+        ("sender_kind", sender_kind),
+        ("processed_at", now),
+        ("error", None),
+        ("next_attempt_at", None),
+    ):
+        set_committed_value(message, key, value)
     return outcome
+
+
+def _write_processed(batch: _Batch) -> None:
+    """The batch's messages marked processed: one UPDATE per (state, sender kind), a handful for a batch."""
+    session = batch.session
+    groups: dict[tuple[str, str], list[int]] = {}
+    for message in batch.messages:
+        groups.setdefault((message.state, message.sender_kind), []).append(message.id)
+    for (state, sender_kind), ids in groups.items():
+        session.execute(
+            update(InboundMessage)
+            .where(among(session, InboundMessage.id, ids))
+            .values(
+                state=state, sender_kind=sender_kind, processed_at=batch.now, error=None, next_attempt_at=None
+            )
+            .execution_options(synchronize_session=False)
+        )
 
 
 # --- focal points ---------------------------------------------------------------------------------

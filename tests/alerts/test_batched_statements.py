@@ -10,6 +10,7 @@ from sqlalchemy import event, select
 from alerts.db import among, not_among
 from alerts.models import InboundMessage, IncidentEvent
 from tests import factories
+from tests.alerts.test_batches import all_in_one_batch, build_network, store_script
 from tests.conftest import ON_POSTGRESQL, T0, postgresql_only
 
 
@@ -152,3 +153,25 @@ def test_among_is_one_statement_whatever_the_number_of_values(database):
     selects = {s for s, _many in seen if s.startswith("SELECT inbound_messages.id")}
     assert len(selects) == 1
     assert "= ANY" in selects.pop()
+
+
+def test_a_batch_marks_its_messages_processed_with_one_update_per_state_and_sender_kind(database):
+    """Not one row of an executemany per message: the batch's messages share a few (state, sender kind)."""
+    ids = store_script(database, build_network(database))
+    seen, stop = _statements(database)
+    try:
+        all_in_one_batch(database, ids)
+    finally:
+        stop()
+    updates = [s for s, _many in seen if s.startswith("UPDATE inbound_messages")]
+    with database.session() as session:
+        rows = session.execute(
+            select(InboundMessage.state, InboundMessage.sender_kind, InboundMessage.processed_at).where(
+                InboundMessage.id.in_(ids)
+            )
+        ).all()
+    kinds = {(state, kind) for state, kind, _at in rows}
+    assert len(kinds) >= 4  # processed, unverified and rate limited; focal points, responders, strangers
+    assert len(updates) == len(kinds)
+    assert not any(many for s, many in seen if s.startswith("UPDATE inbound_messages"))
+    assert all(at is not None for _s, _k, at in rows)
