@@ -323,18 +323,59 @@ def test_a_batch_waiting_for_the_matching_lock_has_parsed_its_messages_already(d
         return real_parse(body, vocabulary)
 
     monkeypatch.setattr(pipeline, "parse_message", recording_parse)
+    placed: list[tuple[str, ...]] = []
+    real_locate = pipeline.Gazetteer.locate
+
+    def recording_locate(self, words, coordinates, home):
+        placed.append(tuple(words))
+        return real_locate(self, words, coordinates, home)
+
+    monkeypatch.setattr(pipeline.Gazetteer, "locate", recording_locate)
     outcome: list[object] = []
 
     with database.session() as holder:
         _lock_matching(holder)
         worker = _second_worker_waiting(database, holder, message_ids, outcome)
         assert sorted(parsed) == sorted(text for _phone, text in script(who)[:3])
+        assert len(placed) == 3  # and placed through the gazetteer
         assert outcome == []  # still waiting
         holder.commit()
     worker.join(timeout=30)
 
     assert len(outcome) == 3
     assert all(hasattr(o, "decision") for o in outcome), outcome
+
+
+@postgresql_only
+def test_an_alert_placed_before_the_lock_is_placed_again_if_its_senders_home_changed_meanwhile(database):
+    """Placing happens before the matching lock from the homes as they were; a home a coordinator moved
+    while the batch waited places the alert from the new home."""
+    from sqlalchemy import update
+
+    from alerts.pipeline import _lock_matching
+
+    who = build_network(database)
+    with database.session() as session:
+        form = InboundForm(
+            "twilio", f"SM{next(_sids):032d}", who["third"], "+1500", "hommes armes ici", T0, {}
+        )
+        message_ids = [store_inbound(session, form)[0]]
+    outcome: list[object] = []
+    rubaya = (-1.56, 28.88)
+    with database.session() as holder:
+        _lock_matching(holder)
+        worker = _second_worker_waiting(database, holder, message_ids, outcome)
+        holder.execute(
+            update(FocalPoint)
+            .where(FocalPoint.phone == who["third"])
+            .values(home_lat=rubaya[0], home_lon=rubaya[1])
+        )
+        holder.commit()
+    worker.join(timeout=30)
+
+    assert [getattr(o, "decision", o) for o in outcome] == ["opened incident 1"]
+    with database.session() as session:
+        assert session.execute(select(Incident.lat, Incident.lon)).one() == rubaya
 
 
 @postgresql_only
