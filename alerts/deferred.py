@@ -1,10 +1,10 @@
 """Rows written beside the unit of work: plain inserts a batch makes by the thousand, without ORM objects.
 
-The pipeline's batches add three kinds of row that nothing in the batch changes after adding them: reports,
-timeline lines and receipts. As ORM objects they cost a third of a batch's CPU (each attribute set through
-the instrumentation, the cascade walk of `Session.add`, the unit of work's history of every column), all of
-it under the matching lock that serialises batches across workers. Inside `deferred_inserts` they are plain
-dicts, written with one executemany per table:
+The pipeline's batches add rows that nothing in the batch changes after adding them: reports, timeline lines
+and receipts (escalation runs: pages and updates). As ORM objects they cost about a sixth of a batch's CPU
+(each attribute set through the instrumentation, the cascade walk of `Session.add`, the unit of work's history
+of every column), all of it under the matching lock that serialises batches across workers. Inside
+`deferred_inserts` they are plain dicts, written with one executemany per table:
 
 - at every flush, right after the ORM's own rows (which they may reference: a new incident's report);
 - before any ORM query that would autoflush, as pending objects would be, so that a query in the batch
@@ -12,7 +12,7 @@ dicts, written with one executemany per table:
 - when the block ends normally, so that a block never leaves rows unwritten. An exception discards them
   with the transaction the caller rolls back.
 
-Outside the block `defer_insert` returns False and callers add ORM objects as before.
+Outside the block `add_row` adds an ORM object as before.
 """
 
 from __future__ import annotations
@@ -39,8 +39,7 @@ def deferred_inserts(session: Session) -> Iterator[None]:
     session.info[_PENDING] = _Pending()
     try:
         yield
-        session.flush()
-        write_deferred(session)
+        _flush_all(session)
     finally:
         session.info.pop(_PENDING, None)
 
@@ -97,13 +96,23 @@ def defer_insert(
     return DeferredRow(values)
 
 
-def write_deferred(session: Session) -> int:
-    """Write the queued rows now, in the order their tables were first queued; how many were written."""
+def add_row(session: Session, entity: Any, values: dict[str, Any], *, with_id: bool = False) -> Any:
+    """A new row of `entity`: queued inside `deferred_inserts` (a `DeferredRow`), else an object added to the
+    session for its next flush."""
+    queued = defer_insert(session, entity, values, with_id=with_id)
+    if queued is not None:
+        return queued
+    instance = entity(**values)
+    session.add(instance)
+    return instance
+
+
+def write_deferred(session: Session) -> None:
+    """Write the queued rows now, in the order their tables were first queued."""
     pending: _Pending | None = session.info.get(_PENDING)
     if not pending:
-        return 0
+        return
     connection = session.connection()
-    written = 0
     while pending.rows:
         table = next(iter(pending.rows))
         rows = pending.rows.pop(table)
@@ -119,8 +128,11 @@ def write_deferred(session: Session) -> int:
             statement = insert(table).returning(table.c.id, sort_by_parameter_order=True)
             for row, new_id in zip(rows, connection.execute(statement, rows).scalars(), strict=True):
                 row["id"] = new_id
-        written += len(rows)
-    return written
+
+
+def _flush_all(session: Session) -> None:
+    session.flush()  # the ORM's rows first: the queued ones may reference them
+    write_deferred(session)  # also when the ORM had nothing to flush (no `after_flush` then)
 
 
 @event.listens_for(Session, "after_flush")
@@ -130,10 +142,8 @@ def _after_flush(session: Session, _flush_context: Any) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
-    # A commit whose session has no ORM change to flush would not reach `after_flush`.
     if session.info.get(_PENDING):
-        session.flush()
-        write_deferred(session)
+        _flush_all(session)
 
 
 @event.listens_for(Session, "do_orm_execute")
@@ -144,8 +154,7 @@ def _before_query(state: ORMExecuteState) -> None:
         return
     # `_flushing` is what SQLAlchemy's own autoflush checks: a load during a flush does not flush again.
     if session.autoflush and not session._flushing:
-        session.flush()  # the ORM's rows first: the queued ones may reference them
-        write_deferred(session)  # a session with nothing else to flush
+        _flush_all(session)
 
 
 @event.listens_for(Session, "after_soft_rollback")

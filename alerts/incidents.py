@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
 from alerts.dedup import SEVERITY_RANK
-from alerts.deferred import defer_insert
+from alerts.deferred import DeferredRow, add_row
 from alerts.models import (
     Counter,
     EscalationStep,
@@ -86,16 +86,11 @@ def record(
     now: datetime,
     actor: str = "system",
     **data: Any,
-) -> IncidentEvent | None:
+) -> IncidentEvent | DeferredRow:
     """Append a line to the incident's timeline (joins the caller's transaction; inside a batch's
-    `deferred_inserts` written with its others, and None is returned)."""
-    row = {"incident_id": incident.id, "at": now, "kind": kind, "actor": actor, "detail": detail}
-    row["data"] = data
-    if defer_insert(session, IncidentEvent, row) is not None:
-        return None
-    event = IncidentEvent(**row)
-    session.add(event)
-    return event
+    `deferred_inserts`, a queued row written with its others)."""
+    values = dict(incident_id=incident.id, at=now, kind=kind, actor=actor, detail=detail, data=data)
+    return add_row(session, IncidentEvent, values)
 
 
 def find_by_number(session: Session, number: int, *, for_update: bool = False) -> Incident:

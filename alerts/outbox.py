@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from alerts.db import get_locked
-from alerts.deferred import DeferredRow, defer_insert
+from alerts.deferred import DeferredRow, add_row
 from alerts.models import OutboundMessage
 from alerts.sms import segments, to_gsm7
 from alerts.states import OutboundState
@@ -189,16 +189,11 @@ def enqueue(
         message: OutboundMessage | DeferredRow = OutboundMessage(**values)
         session.add(message)
         session.flush()
-        return Enqueued(message)
-    # A batch's row: queued beside its unit of work where it defers them (alerts/deferred.py), its id
-    # known once written; else an object for its next flush.
-    queued = defer_insert(session, OutboundMessage, values, with_id=True)
-    if queued is None:
-        message = OutboundMessage(**values)
-        session.add(message)
     else:
-        message = queued
-    book.queued(message)
+        # A batch's row: queued beside its unit of work where it defers them (alerts/deferred.py), its id
+        # known once written; else an object for its next flush.
+        message = add_row(session, OutboundMessage, values, with_id=True)
+        book.queued(message)
     return Enqueued(message)
 
 

@@ -35,7 +35,7 @@ from alerts.dedup import (
     combined_confidence,
     is_upgrade,
 )
-from alerts.deferred import DeferredRow, defer_insert, deferred_inserts
+from alerts.deferred import DeferredRow, add_row, deferred_inserts
 from alerts.geocoder import OnlineGeocoder, geocoder_from_config
 from alerts.geolocation import (
     Gazetteer,
@@ -212,8 +212,7 @@ class _Batch:
         batch._parsed = parsed
         batch.located = located
         if zone_rows is not None:
-            batch._zone_rows = {z.id: z for z in zone_rows}
-            batch._zones = [_zone_area(z) for z in zone_rows]
+            batch._use_zones(zone_rows)
         return batch
 
     def recent_reports(self, focal_point_id: int) -> list[tuple[int | None, datetime, str]]:
@@ -276,10 +275,12 @@ class _Batch:
 
     def zone_areas(self) -> list[ZoneArea]:
         if self._zones is None:
-            rows = list(self.session.scalars(select(Zone)))
-            self._zone_rows = {z.id: z for z in rows}
-            self._zones = [_zone_area(z) for z in rows]
+            self._use_zones(list(self.session.scalars(select(Zone))))
         return self._zones
+
+    def _use_zones(self, rows: list[Zone]) -> None:
+        self._zone_rows = {z.id: z for z in rows}
+        self._zones = [_zone_area(z) for z in rows]
 
     def zone_at(self, lat: float, lon: float) -> ZoneArea | None:
         """The zone a point lies in (alerts of one place ask once)."""
@@ -393,9 +394,7 @@ def _place_before_lock(
     """Where the gazetteer places each alert of registered focal points (keyed as `_Batch.located`), and the
     zones, read before the matching lock: a tenth of a batch's work that needs no lock, done while another
     worker's batch holds it."""
-    alerts = [
-        m for m in messages if m.channel == "voice" or parsed[m.id].kind not in (Kind.COMMAND, Kind.UNKNOWN)
-    ]
+    alerts = [m for m in messages if _is_alert(m, parsed[m.id])]
     if not alerts:
         return {}, None
     with session.no_autoflush:
@@ -415,6 +414,12 @@ def _place_before_lock(
             home, text = homes[message.sender], parsed[message.id]
             located[(message.id, home)] = places.locate(text.place_words, text.coordinates, home)
     return located, zones
+
+
+def _is_alert(message: InboundMessage, parsed: ParsedMessage) -> bool:
+    """What a focal point's message reports as an alert: a missed call, or a text that is no command and
+    not unclear."""
+    return message.channel == "voice" or parsed.kind not in (Kind.COMMAND, Kind.UNKNOWN)
 
 
 def _lock_matching(session: Session) -> None:
@@ -787,10 +792,7 @@ def _make_report(
         is_repeat=is_repeat,
         received_at=ctx.message.received_at,
     )
-    report = defer_insert(ctx.session, Report, values)
-    if report is None:  # outside a batch: an object for the session's next flush
-        report = Report(**values)
-        ctx.session.add(report)
+    report = add_row(ctx.session, Report, values)
     ctx.batch.add_report(report, ctx.message.text)
     return report
 
@@ -900,7 +902,7 @@ def _read_batch_candidates(batch: _Batch) -> None:
         if focal_point is None:
             continue
         parsed = batch.parsed(message)
-        if message.channel != "voice" and parsed.kind in (Kind.COMMAND, Kind.UNKNOWN):
+        if not _is_alert(message, parsed):
             continue
         location = _gazetteer_location(batch, message, focal_point)
         if location.lat is None or location.lon is None:
