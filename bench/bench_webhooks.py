@@ -83,6 +83,7 @@ class RunResult:
     drain_seconds: float | None = None  # last message processed, after the load ended
     pipeline_rate: float | None = None  # messages / (last processed - first received)
     unprocessed: int = 0
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU per message, by process group
 
     @property
     def rate(self) -> float:
@@ -370,12 +371,69 @@ def wait_for_drain(url: str, since: datetime, load_ended: datetime, result: RunR
         result.pipeline_rate = count / max((last - first).total_seconds(), 1e-3)
 
 
-def measured(base: str, url: str | None, run: Callable[[], RunResult]) -> RunResult:
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _process_table() -> dict[int, tuple[int, str, float]]:
+    """pid -> (parent pid, command name, CPU seconds so far) of every process readable in /proc."""
+    table: dict[int, tuple[int, str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it exited meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        table[int(entry.name)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+    return table
+
+
+class CpuMeter:
+    """CPU seconds spent by each group of processes between two snapshots: the web server (a gunicorn master
+    and its workers), the worker process, PostgreSQL's server processes, and this client. Where a target's
+    CPU goes per message is what tells production and the floor apart on a machine whose CPUs are all busy."""
+
+    def __init__(self, groups: dict[str, int | None]) -> None:
+        self.groups = groups  # name -> root pid (its descendants count too); None: not running
+
+    def snapshot(self) -> dict[str, float]:
+        if not Path("/proc/self/stat").exists():
+            return {}
+        table = _process_table()
+        children: dict[int, list[int]] = {}
+        for pid, (parent, _name, _cpu) in table.items():
+            children.setdefault(parent, []).append(pid)
+        totals: dict[str, float] = {}
+        for group, root in self.groups.items():
+            if root is None or root not in table:
+                continue
+            pending, seconds = [root], 0.0
+            while pending:
+                pid = pending.pop()
+                seconds += table[pid][2]
+                pending += children.get(pid, [])
+            totals[group] = seconds
+        totals["postgres"] = sum(cpu for _parent, name, cpu in table.values() if name.startswith("postgres"))
+        own = os.times()
+        totals["client"] = own.user + own.system
+        return totals
+
+
+def measured(
+    base: str, url: str | None, run: Callable[[], RunResult], meter: CpuMeter | None = None
+) -> RunResult:
     """One run; for a processing target, followed by the wait until every stored message is processed."""
     since = datetime.now(UTC)
+    before = meter.snapshot() if meter else {}
     result = run()
     if url is not None:
         wait_for_drain(url, since, datetime.now(UTC), result)
+    if meter:
+        after = meter.snapshot()
+        done = max(1, result.requests - result.errors)
+        result.cpu_ms = {k: (after[k] - before[k]) * 1000 / done for k in after if k in before}
     return result
 
 
@@ -397,24 +455,29 @@ def bench_target(target: Target, args: argparse.Namespace, workdir: Path) -> lis
     try:
         with (
             Gunicorn(target.app, env, target.workers, target.threads, log) as server,
-            WorkerProcess(env, workdir / f"{name}-worker.log") if target.worker_process else _nothing(),
+            WorkerProcess(env, workdir / f"{name}-worker.log")
+            if target.worker_process
+            else _nothing() as worker,
         ):
+            meter = CpuMeter({"web": server.process.pid, "worker": worker.process.pid if worker else None})
             measured(server.base, drain_url, lambda: _warm(server.base))
             full = measured(
                 server.base,
                 drain_url,
                 lambda: drive(server.base, args.requests, args.concurrency, None, target.name),
+                meter,
             )
-            print(f"  {target.name} max: {full.rate:.0f} msg/s{_drained(full)}", flush=True)
+            print(f"  {target.name} max: {full.rate:.0f} msg/s{_drained(full)}{_cpu(full)}", flush=True)
             paced = args.paced_requests or args.requests // 2
             half = measured(
                 server.base,
                 drain_url,
                 lambda: drive(server.base, paced, args.concurrency * 2, full.rate / 2, target.name),
+                meter,
             )
             print(
                 f"  {target.name} paced at {full.rate / 2:.0f}/s: p99 {half.percentile(99):.1f} ms"
-                f"{_drained(half)}",
+                f"{_drained(half)}{_cpu(half)}",
                 flush=True,
             )
     finally:
@@ -442,6 +505,18 @@ def _drained(result: RunResult) -> str:
     return f"; drained {result.drain_seconds:.1f} s after the load, pipeline {result.pipeline_rate:.0f} msg/s"
 
 
+def _cpu(result: RunResult) -> str:
+    if not result.cpu_ms:
+        return ""
+    parts = ", ".join(f"{k} {v:.2f}" for k, v in result.cpu_ms.items())
+    return f"; CPU ms/msg: {parts} (total {sum(result.cpu_ms.values()):.2f})"
+
+
+def _cpu_cell(result: RunResult) -> str:
+    order = ("web", "worker", "postgres", "client")
+    return ", ".join(f"{result.cpu_ms[k]:.2f}" if k in result.cpu_ms else "-" for k in order)
+
+
 def machine() -> str:
     lines = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in lines if "model name" in line), "unknown CPU")
@@ -466,8 +541,8 @@ def versions() -> str:
 def table(results: list[RunResult], db: str) -> str:
     lines = [
         "| database | target | run | requests | errors | msg/s | p50 ms | p99 ms | drain s "
-        "| pipeline msg/s |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| pipeline msg/s | CPU ms/msg: web, worker, postgres, client |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         drain = f"{r.drain_seconds:.1f}" if r.drain_seconds is not None else "-"
@@ -476,7 +551,8 @@ def table(results: list[RunResult], db: str) -> str:
             drain += f" ({r.unprocessed} left)"
         lines.append(
             f"| {db} | {r.target} | {r.mode} | {r.requests} | {r.errors} | {r.rate:.0f} "
-            f"| {statistics.median(r.latencies_ms):.1f} | {r.percentile(99):.1f} | {drain} | {pipeline} |"
+            f"| {statistics.median(r.latencies_ms):.1f} | {r.percentile(99):.1f} | {drain} | {pipeline} "
+            f"| {_cpu_cell(r)} |"
         )
     return "\n".join(lines)
 
