@@ -363,8 +363,11 @@ class _Batch:
     def load_reporters(self, incident_ids: Sequence[int]) -> None:
         """Who reported each of these incidents before the batch (its own reports are in `reports`)."""
         found: dict[int, set[int]] = {i: set() for i in incident_ids}
-        statement = select(Report.incident_id, Report.focal_point_id).where(
-            among(self.session, Report.incident_id, incident_ids)
+        # Distinct: an incident of hundreds of reports has a few dozen reporters.
+        statement = (
+            select(Report.incident_id, Report.focal_point_id)
+            .distinct()
+            .where(among(self.session, Report.incident_id, incident_ids))
         )
         with self.session.no_autoflush:
             for incident_id, focal_point_id in self.session.execute(statement):
