@@ -48,8 +48,11 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     "AUTO_REPLY_CAP_PER_HOUR": (6, int),
     "UPDATE_THROTTLE_MINUTES": (5, int),  # at most one update SMS per incident in this period
     # Stored messages the engine processes in one transaction; 0: escalation.scheduler.default_batch_size
-    # (50 in `flask worker`, 10 with the scheduler inside a web process; SQLite without the spool: 1).
+    # (200 in `flask worker`, 10 with the scheduler inside a web process; SQLite without the spool: 1).
     "INBOUND_BATCH_SIZE": (0, int),
+    # In a burst, the engine's passes over the stored messages start at least this far apart (0: back to
+    # back), so that they are fewer and fuller; the first message after a quiet spell goes at once.
+    "INBOUND_GATHER_MS": (500, int),
     # SQLite: webhooks store into a spool file beside the database, which the engine empties
     # (alerts/spool.py); "auto" (the default) for a SQLite file database, "0": straight into the database.
     "INBOUND_SPOOL": ("auto", str),

@@ -237,7 +237,7 @@ def _claim_batch(session: Session, message_ids: list[int], now: datetime) -> lis
 
 Process = Callable[[Session, int, datetime], Any]
 ProcessBatch = Callable[[Session, list[InboundMessage], datetime], Any]
-DEFAULT_BATCH_SIZE = 100
+DEFAULT_BATCH_SIZE = 200  # escalation.scheduler.default_batch_size says why
 
 
 def retry_unprocessed(

@@ -21,6 +21,7 @@ from alerts.models import (
 from alerts.states import IncidentStatus, StepState
 from escalation.engine import _Run, plan_escalations, responders_on_duty, run_due_steps, sweep
 from escalation.gateways import ConsoleGateway
+from escalation.scheduler import INBOUND_PER_PASS
 from tests import factories
 from tests.conftest import T0, postgresql_only
 
@@ -387,7 +388,7 @@ def test_the_default_batch_fits_the_database_and_where_the_scheduler_runs(app, e
     if not app.extensions["alerts_db"].is_postgresql:
         assert size == 1  # SQLite's single writer: a webhook never queues behind a batch
     else:
-        assert size == (10 if embedded else 100)
+        assert size == (10 if embedded else 200)
 
 
 def test_a_worker_told_to_stop_before_it_started_does_not_start(app):
@@ -498,3 +499,107 @@ def test_a_run_pages_the_responders_one_query_per_zone_and_tier_would_find(sessi
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert len(statements) == 3  # the zones' members, the responders, their rotas (12 before)
+
+
+class FakeTime:
+    """The engine's monotonic clock and its pause: a pause moves the clock on, and is recorded."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.pauses: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def pause(self, seconds: float) -> None:
+        self.pauses.append(round(seconds, 6))
+        self.now += seconds
+
+
+def _gathering_engine(app, monkeypatch, batches: list[int], gather: float = 0.5):
+    """The app's engine with a fake clock, whose passes over the inbound messages find `batches` in turn
+    (a pass that finds some takes 0.1 s; one that finds some while more arrive is woken meanwhile)."""
+    engine = app.extensions["alerts_engine"]
+    clock = FakeTime()
+    engine.gather, engine.monotonic, engine.pause = gather, clock.monotonic, clock.pause
+    found = iter(batches)
+
+    def process_inbound() -> int:
+        count = next(found, 0)
+        if count:
+            clock.now += 0.1
+        if count and count < INBOUND_PER_PASS:
+            engine.wake()  # another webhook's NOTIFY, as in a burst
+        return count
+
+    monkeypatch.setattr(engine, "process_inbound", process_inbound)
+    monkeypatch.setattr(engine, "escalate", lambda: 0)
+    return engine, clock
+
+
+def test_in_a_burst_passes_start_the_gather_apart_and_the_first_message_goes_at_once(app, monkeypatch):
+    engine, clock = _gathering_engine(app, monkeypatch, [1, 30, 40, 0])
+    assert engine.pump() == 71
+    # The first pass after a quiet spell at once; each next one 0.5 s after the previous one began.
+    assert clock.pauses == [0.4, 0.4, 0.4]
+
+
+def test_a_pass_that_left_messages_behind_is_followed_at_once(app, monkeypatch):
+    engine, clock = _gathering_engine(app, monkeypatch, [INBOUND_PER_PASS, INBOUND_PER_PASS, 5, 0])
+    assert engine.pump() == 2 * INBOUND_PER_PASS + 5
+    assert clock.pauses == [0.4]  # only before the pass after the one that emptied the backlog
+
+
+def test_a_pass_that_found_nothing_delays_nobody(app, monkeypatch):
+    engine, clock = _gathering_engine(app, monkeypatch, [3, 0, 2, 0])
+    engine.pump()  # 3 at once, then 0.4 s later a pass that finds nothing (it began at 1000.5)
+    assert clock.pauses == [0.4]
+    clock.now += 0.1  # the next message: 0.6 s after the last pass that found messages began
+    assert engine.pump() == 2
+    assert clock.pauses == [0.4, 0.4]  # at once; only the pass after it gathered
+
+
+def test_a_pass_with_no_wake_up_and_no_backlog_is_the_last(app, monkeypatch):
+    engine, clock = _gathering_engine(app, monkeypatch, [])
+    passes = iter([7, 7])
+    monkeypatch.setattr(engine, "process_inbound", lambda: next(passes))
+    assert engine.pump() == 7  # nothing woke it: the messages it took were all there were
+    assert clock.pauses == []
+
+
+def test_without_a_gather_passes_follow_each_other_at_once(app, monkeypatch):
+    engine, clock = _gathering_engine(app, monkeypatch, [1, 30, 40, 0], gather=0)
+    assert engine.pump() == 71
+    assert clock.pauses == []
+
+
+@pytest.mark.parametrize("app_config", [{"INBOUND_GATHER_MS": 250}, {"INBOUND_GATHER_MS": 0}])
+def test_the_gather_comes_from_inbound_gather_ms(app, app_config):
+    assert app.extensions["alerts_engine"].gather == app_config["INBOUND_GATHER_MS"] / 1000
+
+
+def test_a_shutdown_ends_a_gather_at_once_and_the_pump_with_it(app, monkeypatch):
+    engine = app.extensions["alerts_engine"]
+    engine.gather = 3600.0  # a real pause: only the shutdown can end it within the test's patience
+    passes: list[int] = []
+    first_pass_done = threading.Event()
+
+    def process_inbound() -> int:
+        passes.append(1)
+        engine.wake()
+        first_pass_done.set()
+        return 1
+
+    monkeypatch.setattr(engine, "process_inbound", process_inbound)
+    monkeypatch.setattr(engine, "escalate", lambda: 0)
+    pump = threading.Thread(target=engine.pump)
+    pump.start()
+    try:
+        assert first_pass_done.wait(timeout=10)
+        engine.shutdown()
+        pump.join(timeout=10)
+        assert not pump.is_alive()
+        assert passes == [1]  # it did not take another pass on its way out
+    finally:
+        engine._stopping.set()
+        pump.join(timeout=10)
