@@ -45,7 +45,8 @@ from escalation.line_checks import send_line_checks
 log = logging.getLogger(__name__)
 WAKEUP_CHANNEL = "alerts_wakeup"
 MAX_PUMP_PASSES = 20
-# Messages one pass of the pump takes, in transactions of `batch_size`; escalation runs between passes.
+# Messages one pass of the pump takes (at least one batch), in transactions of `batch_size`; escalation runs
+# between passes.
 INBOUND_PER_PASS = 200
 EMBEDDED_BATCH_SIZE = 10  # inside a web process: shorter stretches of the interpreter lock between requests
 
@@ -177,10 +178,14 @@ class Engine:
             self.clock(),
             process,
             grace=timedelta(0),
-            limit=INBOUND_PER_PASS,
+            limit=self.per_pass,
             process_batch=process_batch,
             batch_size=self.batch_size,
         )
+
+    @property
+    def per_pass(self) -> int:
+        return max(INBOUND_PER_PASS, self.batch_size)
 
     def line_checks(self) -> int:
         """TEST requests to focal points silent too long (when LINE_CHECKS_ENABLED)."""
@@ -205,7 +210,7 @@ class Engine:
                 processed = self.process_inbound()
                 if processed:  # a pass that found nothing (a tick in a quiet spell) delays nobody
                     self._last_pass = started
-                self._backlog = processed >= INBOUND_PER_PASS
+                self._backlog = processed >= self.per_pass
                 if processed and self._running():  # their receipts go out beside the next pass
                     self._send_now()
                 done += processed + self.escalate()

@@ -21,7 +21,6 @@ from alerts.models import (
 from alerts.states import IncidentStatus, StepState
 from escalation.engine import _Run, plan_escalations, responders_on_duty, run_due_steps, sweep
 from escalation.gateways import ConsoleGateway
-from escalation.scheduler import INBOUND_PER_PASS
 from tests import factories
 from tests.conftest import T0, postgresql_only
 
@@ -528,7 +527,7 @@ def _gathering_engine(app, monkeypatch, batches: list[int], gather: float = 0.5)
         count = next(found, 0)
         if count:
             clock.now += 0.1
-        if count and count < INBOUND_PER_PASS:
+        if count and count < engine.per_pass:
             engine.wake()  # another webhook's NOTIFY, as in a burst
         return count
 
@@ -545,8 +544,9 @@ def test_in_a_burst_passes_start_the_gather_apart_and_the_first_message_goes_at_
 
 
 def test_a_pass_that_left_messages_behind_is_followed_at_once(app, monkeypatch):
-    engine, clock = _gathering_engine(app, monkeypatch, [INBOUND_PER_PASS, INBOUND_PER_PASS, 5, 0])
-    assert engine.pump() == 2 * INBOUND_PER_PASS + 5
+    per_pass = app.extensions["alerts_engine"].per_pass
+    engine, clock = _gathering_engine(app, monkeypatch, [per_pass, per_pass, 5, 0])
+    assert engine.pump() == 2 * per_pass + 5
     assert clock.pauses == [0.4]  # only before the pass after the one that emptied the backlog
 
 
