@@ -395,8 +395,9 @@ class CpuMeter:
     and its workers), the worker process, PostgreSQL's server processes, and this client. Where a target's
     CPU goes per message is what tells production and the floor apart on a machine whose CPUs are all busy."""
 
-    def __init__(self, groups: dict[str, int | None]) -> None:
+    def __init__(self, groups: dict[str, int | None], postgres: bool) -> None:
         self.groups = groups  # name -> root pid (its descendants count too); None: not running
+        self.postgres = postgres  # count PostgreSQL's server processes (not with SQLite)
 
     def snapshot(self) -> dict[str, float]:
         if not Path("/proc/self/stat").exists():
@@ -415,7 +416,10 @@ class CpuMeter:
                 seconds += table[pid][2]
                 pending += children.get(pid, [])
             totals[group] = seconds
-        totals["postgres"] = sum(cpu for _parent, name, cpu in table.values() if name.startswith("postgres"))
+        if self.postgres:
+            totals["postgres"] = sum(
+                cpu for _parent, name, cpu in table.values() if name.startswith("postgres")
+            )
         own = os.times()
         totals["client"] = own.user + own.system
         return totals
@@ -459,7 +463,10 @@ def bench_target(target: Target, args: argparse.Namespace, workdir: Path) -> lis
             if target.worker_process
             else _nothing() as worker,
         ):
-            meter = CpuMeter({"web": server.process.pid, "worker": worker.process.pid if worker else None})
+            meter = CpuMeter(
+                {"web": server.process.pid, "worker": worker.process.pid if worker else None},
+                postgres=args.db == "postgresql",
+            )
             measured(server.base, drain_url, lambda: _warm(server.base))
             full = measured(
                 server.base,
