@@ -249,6 +249,7 @@ def retry_unprocessed(
     grace: timedelta = DEFAULT_RETRY_GRACE,
     process_batch: ProcessBatch | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    on_due: Callable[[list[int]], object] | None = None,
 ) -> int:
     """The scheduled job: process every message that is due again.
 
@@ -256,10 +257,13 @@ def retry_unprocessed(
     fails, it is rolled back and its messages are processed again one per transaction with `process`,
     so that a message that cannot be processed is recorded as failed on its own and the others go
     through. Returns how many were processed; each failure is recorded on its message and logged.
+    `on_due` is told the ids found due (up to `limit`), whether this worker or another then claims them.
     """
     # Finding what is due only reads: on SQLite it takes no write lock (each batch below takes its own).
     with database.read_sessionmaker() as session:
         due = due_for_retry(session, now, limit=limit, grace=grace)
+    if on_due is not None:
+        on_due(due)
     if process_batch is None:
         return _one_by_one(database, due, now, process)
     processed = 0

@@ -45,8 +45,8 @@ from escalation.line_checks import send_line_checks
 log = logging.getLogger(__name__)
 WAKEUP_CHANNEL = "alerts_wakeup"
 MAX_PUMP_PASSES = 20
-# Messages one pass of the pump takes (at least one batch), in transactions of `batch_size`; escalation runs
-# between passes.
+# Messages one pass of the pump takes (at least two batches: Engine.per_pass), in transactions of
+# `batch_size`; escalation runs between passes.
 INBOUND_PER_PASS = 200
 EMBEDDED_BATCH_SIZE = 10  # inside a web process: shorter stretches of the interpreter lock between requests
 
@@ -93,7 +93,7 @@ class Engine:
         self._more_to_send = threading.Event()
         self.pause = pause or self._stopping.wait  # a shutdown ends a pause at once
         self._last_pass: float | None = None  # when the last pass that processed messages started
-        self._backlog = False  # the last pass stopped at its limit: more messages were waiting
+        self._backlog = False  # the last pass found a full page of due messages: more are waiting
 
     @classmethod
     def from_app(cls, app: Flask) -> Engine:
@@ -181,11 +181,19 @@ class Engine:
             limit=self.per_pass,
             process_batch=process_batch,
             batch_size=self.batch_size,
+            on_due=lambda due: self._saw_due(len(due)),
         )
+
+    def _saw_due(self, count: int) -> None:
+        """A full page of due messages means more are waiting, even where another worker claimed most of this
+        one (they read the same page): the next pass goes at once."""
+        self._backlog = count >= self.per_pass
 
     @property
     def per_pass(self) -> int:
-        return max(INBOUND_PER_PASS, self.batch_size)
+        """Messages a pass reads as due: two batches at least, so that two workers reading the same page can
+        each claim one (with one batch a page, the second worker found every row locked and waited)."""
+        return max(INBOUND_PER_PASS, 2 * self.batch_size)
 
     def line_checks(self) -> int:
         """TEST requests to focal points silent too long (when LINE_CHECKS_ENABLED)."""
@@ -210,7 +218,6 @@ class Engine:
                 processed = self.process_inbound()
                 if processed:  # a pass that found nothing (a tick in a quiet spell) delays nobody
                     self._last_pass = started
-                self._backlog = processed >= self.per_pass
                 if processed and self._running():  # their receipts go out beside the next pass
                     self._send_now()
                 done += processed + self.escalate()

@@ -235,3 +235,15 @@ def test_a_failed_message_is_retried_once_its_backoff_has_passed(database, sessi
     assert retry_unprocessed(database, T0 + timedelta(seconds=59), mark_processed) == 0
     assert retry_unprocessed(database, T0 + timedelta(minutes=1), mark_processed) == 1
     assert stored(session, message_id).state == InboundState.PROCESSED
+
+
+def test_the_retry_job_tells_the_page_of_messages_it_found_due(database, session):
+    """What the engine reads to tell a backlog (a full page) from the end of a burst."""
+    ids = [
+        store_inbound(session, form(f"SM{i}", received_at=T0 - timedelta(minutes=10 - i)))[0]
+        for i in range(3)
+    ]
+    pages: list[list[int]] = []
+    assert retry_unprocessed(database, T0, mark_processed, limit=2, on_due=pages.append) == 2
+    assert retry_unprocessed(database, T0, mark_processed, limit=2, on_due=pages.append) == 1
+    assert pages == [ids[:2], ids[2:]]

@@ -525,6 +525,7 @@ def _gathering_engine(app, monkeypatch, batches: list[int], gather: float = 0.5)
 
     def process_inbound() -> int:
         count = next(found, 0)
+        engine._saw_due(count)  # what the pass's read of due messages reports
         if count:
             clock.now += 0.1
         if count and count < engine.per_pass:
@@ -543,7 +544,7 @@ def test_in_a_burst_passes_start_the_gather_apart_and_the_first_message_goes_at_
     assert clock.pauses == [0.4, 0.4, 0.4]
 
 
-def test_a_pass_that_left_messages_behind_is_followed_at_once(app, monkeypatch):
+def test_a_pass_that_found_a_full_page_of_due_messages_is_followed_at_once(app, monkeypatch):
     per_pass = app.extensions["alerts_engine"].per_pass
     engine, clock = _gathering_engine(app, monkeypatch, [per_pass, per_pass, 5, 0])
     assert engine.pump() == 2 * per_pass + 5
@@ -557,6 +558,22 @@ def test_a_pass_that_found_nothing_delays_nobody(app, monkeypatch):
     clock.now += 0.1  # the next message: 0.6 s after the last pass that found messages began
     assert engine.pump() == 2
     assert clock.pauses == [0.4, 0.4]  # at once; only the pass after it gathered
+
+
+def test_a_full_page_of_due_messages_is_a_backlog_even_where_another_worker_claimed_them(app, monkeypatch):
+    """Two workers read the same page of due messages; the one that claims few must not wait as if the burst
+    were over."""
+    engine, clock = _gathering_engine(app, monkeypatch, [])
+    passes = iter([(engine.per_pass, 3), (engine.per_pass, 0), (2, 2), (0, 0)])  # (due, claimed)
+
+    def process_inbound() -> int:
+        due, claimed = next(passes)
+        engine._saw_due(due)
+        return claimed
+
+    monkeypatch.setattr(engine, "process_inbound", process_inbound)
+    assert engine.pump() == 5
+    assert clock.pauses == []  # no wait after the full pages, and none before the first pass
 
 
 def test_a_pass_with_no_wake_up_and_no_backlog_is_the_last(app, monkeypatch):
