@@ -50,8 +50,9 @@ SETTINGS: dict[str, tuple[Any, Any]] = {
     # Stored messages the engine processes in one transaction; 0: escalation.scheduler.default_batch_size
     # (200 in `flask worker`, 10 with the scheduler inside a web process; SQLite without the spool: 1).
     "INBOUND_BATCH_SIZE": (0, int),
-    # In a burst, the engine's passes over the stored messages start at least this far apart (0: back to
-    # back), so that they are fewer and fuller; the first message after a quiet spell goes at once.
+    # In a burst (a pass found more than one message waiting), the engine's passes over the stored messages
+    # start at least this far apart (0: back to back), so that they are fewer and fuller; alerts arriving one
+    # at a time go at once.
     "INBOUND_GATHER_MS": (500, int),
     # SQLite: webhooks store into a spool file beside the database, which the engine empties
     # (alerts/spool.py); "auto" (the default) for a SQLite file database, "0": straight into the database.

@@ -93,6 +93,7 @@ class Engine:
         self._more_to_send = threading.Event()
         self.pause = pause or self._stopping.wait  # a shutdown ends a pause at once
         self._last_pass: float | None = None  # when the last pass that processed messages started
+        self._bursting = False  # that pass found more than one message waiting
         self._backlog = False  # the last pass found a full page of due messages: more are waiting
 
     @classmethod
@@ -217,7 +218,7 @@ class Engine:
                 started = self.monotonic()
                 processed = self.process_inbound()
                 if processed:  # a pass that found nothing (a tick in a quiet spell) delays nobody
-                    self._last_pass = started
+                    self._last_pass, self._bursting = started, processed > 1
                 if processed and self._running():  # their receipts go out beside the next pass
                     self._send_now()
                 done += processed + self.escalate()
@@ -230,12 +231,13 @@ class Engine:
         return done
 
     def _gather(self) -> None:
-        """Let a burst's messages gather for up to `gather` seconds after the last pass that processed some
-        began, unless it left some behind. A pass costs as much CPU as 20 to 25 of its messages (the reads of
+        """In a burst, let messages gather for up to `gather` seconds after the last pass that processed some
+        began, unless it found a full page. A pass costs as much CPU as 20 to 25 of its messages (the reads of
         what is due and of the batch's context, the escalation run after it, the commits): in a burst, fewer
-        and fuller passes leave more of the CPUs to the webhooks. After a quiet spell, the first message is
-        processed at once."""
-        if not self.gather or self._backlog or self._last_pass is None:
+        and fuller passes leave more of the CPUs to the webhooks. A burst is a pass that found more than one
+        message waiting: alerts arriving one at a time (5 a second is still one at a time for passes of tens
+        of milliseconds) are processed at once, as is the first message after a quiet spell."""
+        if not self.gather or self._backlog or not self._bursting or self._last_pass is None:
             return
         remaining = self._last_pass + self.gather - self.monotonic()
         if remaining > 0:

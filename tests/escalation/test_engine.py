@@ -538,10 +538,18 @@ def _gathering_engine(app, monkeypatch, batches: list[int], gather: float = 0.5)
 
 
 def test_in_a_burst_passes_start_the_gather_apart_and_the_first_message_goes_at_once(app, monkeypatch):
-    engine, clock = _gathering_engine(app, monkeypatch, [1, 30, 40, 0])
-    assert engine.pump() == 71
+    engine, clock = _gathering_engine(app, monkeypatch, [2, 30, 40, 0])
+    assert engine.pump() == 72
     # The first pass after a quiet spell at once; each next one 0.5 s after the previous one began.
     assert clock.pauses == [0.4, 0.4, 0.4]
+
+
+def test_alerts_arriving_one_at_a_time_are_never_held(app, monkeypatch):
+    """5 alerts a second against passes of tens of milliseconds: each pass finds one, none waits (the
+    escalation benchmark's end-to-end latency)."""
+    engine, clock = _gathering_engine(app, monkeypatch, [1, 1, 1, 2, 1, 0])
+    assert engine.pump() == 6
+    assert clock.pauses == [0.4]  # only after the pass that found two
 
 
 def test_a_pass_that_found_a_full_page_of_due_messages_is_followed_at_once(app, monkeypatch):
@@ -555,9 +563,9 @@ def test_a_pass_that_found_nothing_delays_nobody(app, monkeypatch):
     engine, clock = _gathering_engine(app, monkeypatch, [3, 0, 2, 0])
     engine.pump()  # 3 at once, then 0.4 s later a pass that finds nothing (it began at 1000.5)
     assert clock.pauses == [0.4]
-    clock.now += 0.1  # the next message: 0.6 s after the last pass that found messages began
+    clock.now += 0.1  # the next messages: 0.6 s after the last pass that found messages began
     assert engine.pump() == 2
-    assert clock.pauses == [0.4, 0.4]  # at once; only the pass after it gathered
+    assert clock.pauses == [0.4, 0.4]  # at once; only the pass after them gathered
 
 
 def test_a_full_page_of_due_messages_is_a_backlog_even_where_another_worker_claimed_them(app, monkeypatch):
@@ -585,8 +593,8 @@ def test_a_pass_with_no_wake_up_and_no_backlog_is_the_last(app, monkeypatch):
 
 
 def test_without_a_gather_passes_follow_each_other_at_once(app, monkeypatch):
-    engine, clock = _gathering_engine(app, monkeypatch, [1, 30, 40, 0], gather=0)
-    assert engine.pump() == 71
+    engine, clock = _gathering_engine(app, monkeypatch, [2, 30, 40, 0], gather=0)
+    assert engine.pump() == 72
     assert clock.pauses == []
 
 
@@ -605,7 +613,7 @@ def test_a_shutdown_ends_a_gather_at_once_and_the_pump_with_it(app, monkeypatch)
         passes.append(1)
         engine.wake()
         first_pass_done.set()
-        return 1
+        return 2  # a burst: the next pass gathers
 
     monkeypatch.setattr(engine, "process_inbound", process_inbound)
     monkeypatch.setattr(engine, "escalate", lambda: 0)
