@@ -219,6 +219,8 @@ class Engine:
                 processed = self.process_inbound()
                 if processed:  # a pass that found nothing (a tick in a quiet spell) delays nobody
                     self._last_pass, self._bursting = started, processed > 1
+                else:  # a full page that other workers hold all of: they are on it, no need to spin
+                    self._backlog = False
                 if processed and self._running():  # their receipts go out beside the next pass
                     self._send_now()
                 done += processed + self.escalate()

@@ -572,7 +572,7 @@ def test_a_full_page_of_due_messages_is_a_backlog_even_where_another_worker_clai
     """Two workers read the same page of due messages; the one that claims few must not wait as if the burst
     were over."""
     engine, clock = _gathering_engine(app, monkeypatch, [])
-    passes = iter([(engine.per_pass, 3), (engine.per_pass, 0), (2, 2), (0, 0)])  # (due, claimed)
+    passes = iter([(engine.per_pass, 3), (engine.per_pass, 1), (2, 2), (0, 0)])  # (due, claimed)
 
     def process_inbound() -> int:
         due, claimed = next(passes)
@@ -580,8 +580,24 @@ def test_a_full_page_of_due_messages_is_a_backlog_even_where_another_worker_clai
         return claimed
 
     monkeypatch.setattr(engine, "process_inbound", process_inbound)
-    assert engine.pump() == 5
+    assert engine.pump() == 6
     assert clock.pauses == []  # no wait after the full pages, and none before the first pass
+
+
+def test_a_full_page_that_other_workers_hold_entirely_ends_the_pump(app, monkeypatch):
+    """A third worker that finds every due row claimed by the other two goes back to waiting for a wake-up
+    instead of reading the same page again and again."""
+    engine, _clock = _gathering_engine(app, monkeypatch, [])
+    reads: list[int] = []
+
+    def process_inbound() -> int:
+        reads.append(1)
+        engine._saw_due(engine.per_pass)
+        return 0
+
+    monkeypatch.setattr(engine, "process_inbound", process_inbound)
+    assert engine.pump() == 0
+    assert reads == [1]
 
 
 def test_a_pass_with_no_wake_up_and_no_backlog_is_the_last(app, monkeypatch):
