@@ -20,7 +20,9 @@ not hide queueing. After each run of a processing target the benchmark waits unt
 processed and reports the drain (last processed minus end of the load) and the pipeline's own rate (messages
 / (last processed - first received)). Every request to the service is a genuinely signed Twilio webhook from
 a registered demo focal point (the sender rate limit and the reply cap are raised so that none is cut short);
-outbound SMS go to the console gateway.
+outbound SMS go to the console gateway. Each run also reports the CPU each group of processes spent per
+message (the gunicorn server and its workers, the worker process, PostgreSQL's server processes, this client;
+read from /proc, the drain included): on two shared CPUs, that is where a target's throughput goes.
 """
 
 from __future__ import annotations
