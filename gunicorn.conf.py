@@ -36,3 +36,5 @@ def worker_exit(server, worker):
     engine = getattr(app, "extensions", {}).get("alerts_engine")
     if engine is not None:
         engine.shutdown()
+        # Embedded: the jobs running end their pass before the worker exits (within graceful_timeout).
+        engine.wait_for_jobs(graceful_timeout / 2)

@@ -19,6 +19,7 @@ from alerts.models import OutboundMessage
 from alerts.phones import mask_phone
 from alerts.runtime import tune_gc
 from alerts.web import get_database
+from escalation.scheduler import SHUTDOWN_WAIT_SECONDS
 
 
 @click.command("worker")
@@ -45,6 +46,8 @@ def worker_command(tick: float, nice: int | None) -> None:
         os.nice(increment)
     tune_gc(current_app.config["GC_GEN0_THRESHOLD"])
     engine.start(blocking=True)
+    # Stopped (SIGTERM): the jobs running end their pass before the process exits.
+    engine.wait_for_jobs(SHUTDOWN_WAIT_SECONDS)
 
 
 @click.command("outbox")

@@ -49,6 +49,8 @@ MAX_PUMP_PASSES = 20
 # `batch_size`; escalation runs between passes.
 INBOUND_PER_PASS = 200
 EMBEDDED_BATCH_SIZE = 10  # inside a web process: shorter stretches of the interpreter lock between requests
+# On SIGTERM, how long a worker waits for its running jobs to end their pass (systemd waits 90 s by default).
+SHUTDOWN_WAIT_SECONDS = 30.0
 
 
 def utc_clock() -> datetime:
@@ -91,6 +93,9 @@ class Engine:
         self._pumping = threading.Event()  # a pump is running: a wake-up only asks it for another pass
         self._dispatching = threading.Event()  # the dispatch job runs: new pages only ask it for another pass
         self._more_to_send = threading.Event()
+        # Held while a pump or a dispatch runs: the interval's tick that comes meanwhile returns at once.
+        self._pump_lock = threading.Lock()
+        self._dispatch_lock = threading.Lock()
         self.pause = pause or self._stopping.wait  # a shutdown ends a pause at once
         self._last_pass: float | None = None  # when the last pass that processed messages started
         self._bursting = False  # that pass found more than one message waiting
@@ -150,16 +155,21 @@ class Engine:
         """The dispatch job: sends until nothing is due, taking another pass when the pump wrote pages
         meanwhile (asking the scheduler then would have it skip the run), up to a bound that keeps it fair."""
         total = DispatchStats()
+        if not self._dispatch_lock.acquire(blocking=False):
+            return total  # a tick while a dispatch runs (the job allows a second instance for this)
         self._dispatching.set()
         try:
             for _ in range(MAX_PUMP_PASSES):
                 self._more_to_send.clear()
                 stats = self.dispatch()
                 total.merge(stats)
+                if self._stopping.is_set():  # what it claimed is sent and recorded; the rest waits
+                    break
                 if not stats.attempted and not self._more_to_send.is_set():
                     break
         finally:
             self._dispatching.clear()
+            self._dispatch_lock.release()
         return total
 
     def process_inbound(self) -> int:
@@ -208,6 +218,8 @@ class Engine:
         so the pass repeats while there was work or a wake-up, up to a bound that keeps the job fair.
         """
         done = 0
+        if not self._pump_lock.acquire(blocking=False):
+            return done  # a tick while a pump runs (the job allows a second instance for this)
         self._pumping.set()
         try:
             for _ in range(MAX_PUMP_PASSES):
@@ -230,6 +242,7 @@ class Engine:
                     break
         finally:
             self._pumping.clear()
+            self._pump_lock.release()
         return done
 
     def _gather(self) -> None:
@@ -267,7 +280,9 @@ class Engine:
                 "interval",
                 seconds=seconds,
                 id=job_id,
-                max_instances=1,
+                # A pump gathering a burst runs for seconds: with one instance, the scheduler would log a
+                # skipped run at every tick meanwhile; the second instance returns at once (see pump).
+                max_instances=1 if job_id == "line_checks" else 2,
                 coalesce=True,
                 misfire_grace_time=None,
             )
@@ -301,6 +316,19 @@ class Engine:
             self._listener.start()
         log.info("scheduler started (%s, worker %s)", "blocking" if blocking else "background", self.worker)
         scheduler.start()
+
+    def wait_for_jobs(self, timeout: float) -> bool:
+        """After `shutdown`, wait up to `timeout` seconds for a running pump or dispatch to end its pass (what
+        a dispatch claimed is sent and recorded, rather than left `sending` until its lease runs out, and
+        no job is cut off by the interpreter's exit). True when none runs any more."""
+        deadline = time.monotonic() + timeout
+        idle = threading.Event()
+        while self._pumping.is_set() or self._dispatching.is_set():
+            if time.monotonic() >= deadline:
+                log.warning("stopping with a job still running after %g s", timeout)
+                return False
+            idle.wait(0.05)
+        return True
 
     def _stop_if_told(self, _event: SchedulerEvent) -> None:
         if self._stopping.is_set() and self.scheduler is not None and self.scheduler.running:

@@ -19,6 +19,7 @@ from alerts.models import (
     OutboundMessage,
 )
 from alerts.states import IncidentStatus, StepState
+from escalation.dispatcher import DispatchStats
 from escalation.engine import _Run, plan_escalations, responders_on_duty, run_due_steps, sweep
 from escalation.gateways import ConsoleGateway
 from tests import factories
@@ -644,3 +645,71 @@ def test_a_shutdown_ends_a_gather_at_once_and_the_pump_with_it(app, monkeypatch)
     finally:
         engine._stopping.set()
         pump.join(timeout=10)
+
+
+def test_a_tick_while_a_pump_or_a_dispatch_runs_returns_at_once(app, monkeypatch):
+    """A pump gathering a burst runs for seconds; the interval's ticks meanwhile start a second instance (the
+    scheduler would otherwise log a skipped run each second), which must not run a pass of its own."""
+    engine = app.extensions["alerts_engine"]
+    inside, release = threading.Event(), threading.Event()
+    passes: list[str] = []
+
+    def process_inbound() -> int:
+        passes.append("pass")
+        inside.set()
+        assert release.wait(timeout=30)
+        return 0
+
+    def dispatch():
+        passes.append("dispatch")
+        return DispatchStats()
+
+    monkeypatch.setattr(engine, "process_inbound", process_inbound)
+    monkeypatch.setattr(engine, "escalate", lambda: 0)
+    monkeypatch.setattr(engine, "dispatch", dispatch)
+    running = threading.Thread(target=engine.pump)
+    running.start()
+    try:
+        assert inside.wait(timeout=30)
+        assert engine.pump() == 0  # the tick: no pass of its own
+        assert passes == ["pass"]
+    finally:
+        release.set()
+        running.join(timeout=30)
+    engine._dispatch_lock.acquire()  # as while a dispatch runs
+    try:
+        assert engine.dispatch_job().attempted == 0
+        assert passes == ["pass"]
+    finally:
+        engine._dispatch_lock.release()
+    engine.dispatch_job()
+    assert passes == ["pass", "dispatch"]
+    scheduler = engine.build_scheduler(tick_seconds=3600)
+    assert {job.id: job.max_instances for job in scheduler.get_jobs()} == {"pump": 2, "dispatch": 2}
+
+
+def test_on_shutdown_a_worker_waits_for_the_sends_it_claimed_to_be_recorded(app, session):
+    """SIGTERM mid-dispatch: what was claimed is sent and recorded before the process exits, not left
+    `sending` until its lease runs out (a page two minutes late after a restart)."""
+    net = factories.network(session)
+    factories.incident(session, net["zone"])
+    session.commit()
+    engine = app.extensions["alerts_engine"]
+    gateway = HeldGateway(expected=len(net["tier1"] + net["tier2"]))
+    engine.gateways = [gateway]
+    engine.clock = lambda: T0
+    sweep(engine.database.sessionmaker, T0, "w1")  # the pages are in the outbox
+    dispatching = threading.Thread(target=engine.dispatch_job)
+    dispatching.start()
+    try:
+        assert gateway.entered.wait(timeout=30)  # claimed, the provider holding the first send
+        engine.shutdown()
+        assert engine.wait_for_jobs(timeout=0.05) is False  # still sending
+        gateway.release.set()
+        assert engine.wait_for_jobs(timeout=30) is True
+    finally:
+        gateway.release.set()
+        dispatching.join(timeout=30)
+    session.commit()
+    session.expire_all()
+    assert sorted(m.state for m in _pages(session)) == ["sent"] * gateway.expected
