@@ -76,7 +76,7 @@ class Engine:
         pause: Callable[[float], object] | None = None,
     ) -> None:
         self.batch_size = batch_size
-        self.gather = gather  # seconds: the least time between two passes over the inbound messages
+        self.gather = gather  # seconds: in a burst, the least time between two passes' starts (_gather)
         self.monotonic = monotonic
         self.spool = spool
         self.update_throttle = update_throttle
@@ -322,12 +322,11 @@ class Engine:
         a dispatch claimed is sent and recorded, rather than left `sending` until its lease runs out, and
         no job is cut off by the interpreter's exit). True when none runs any more."""
         deadline = time.monotonic() + timeout
-        idle = threading.Event()
         while self._pumping.is_set() or self._dispatching.is_set():
             if time.monotonic() >= deadline:
                 log.warning("stopping with a job still running after %g s", timeout)
                 return False
-            idle.wait(0.05)
+            time.sleep(0.05)
         return True
 
     def _stop_if_told(self, _event: SchedulerEvent) -> None:
