@@ -90,10 +90,9 @@ class Engine:
         self._listener: threading.Thread | None = None
         self._stopping = threading.Event()
         self._woken = threading.Event()
-        self._pumping = threading.Event()  # a pump is running: a wake-up only asks it for another pass
-        self._dispatching = threading.Event()  # the dispatch job runs: new pages only ask it for another pass
         self._more_to_send = threading.Event()
-        # Held while a pump or a dispatch runs: the interval's tick that comes meanwhile returns at once.
+        # Held while a pump or a dispatch runs: a wake-up then only asks it for another pass, and the
+        # interval's tick that comes meanwhile returns at once.
         self._pump_lock = threading.Lock()
         self._dispatch_lock = threading.Lock()
         self.pause = pause or self._stopping.wait  # a shutdown ends a pause at once
@@ -146,9 +145,9 @@ class Engine:
     def _run_now(self, job_id: str) -> None:
         """Move a job's next run to now, unless it is running: the scheduler would only skip that run, and
         say so; a running job is asked for another pass through its event instead."""
-        running = {"pump": self._pumping, "dispatch": self._dispatching}[job_id]
+        running = {"pump": self._pump_lock, "dispatch": self._dispatch_lock}[job_id]
         job = self.scheduler.get_job(job_id) if self.scheduler is not None else None
-        if job is not None and not running.is_set():
+        if job is not None and not running.locked():
             job.modify(next_run_time=datetime.now(UTC))
 
     def dispatch_job(self) -> DispatchStats:
@@ -157,7 +156,6 @@ class Engine:
         total = DispatchStats()
         if not self._dispatch_lock.acquire(blocking=False):
             return total  # a tick while a dispatch runs (the job allows a second instance for this)
-        self._dispatching.set()
         try:
             for _ in range(MAX_PUMP_PASSES):
                 self._more_to_send.clear()
@@ -168,7 +166,6 @@ class Engine:
                 if not stats.attempted and not self._more_to_send.is_set():
                     break
         finally:
-            self._dispatching.clear()
             self._dispatch_lock.release()
         return total
 
@@ -220,7 +217,6 @@ class Engine:
         done = 0
         if not self._pump_lock.acquire(blocking=False):
             return done  # a tick while a pump runs (the job allows a second instance for this)
-        self._pumping.set()
         try:
             for _ in range(MAX_PUMP_PASSES):
                 self._gather()
@@ -241,7 +237,6 @@ class Engine:
                 if not self._backlog and not self._woken.is_set():
                     break
         finally:
-            self._pumping.clear()
             self._pump_lock.release()
         return done
 
@@ -299,7 +294,7 @@ class Engine:
         per message; asking the scheduler each time would only have it skip the run, and say so).
         """
         self._woken.set()
-        if not self._running() or self._pumping.is_set():
+        if not self._running() or self._pump_lock.locked():
             return
         for job_id in ("pump", "dispatch"):
             self._run_now(job_id)
@@ -322,7 +317,7 @@ class Engine:
         a dispatch claimed is sent and recorded, rather than left `sending` until its lease runs out, and
         no job is cut off by the interpreter's exit). True when none runs any more."""
         deadline = time.monotonic() + timeout
-        while self._pumping.is_set() or self._dispatching.is_set():
+        while self._pump_lock.locked() or self._dispatch_lock.locked():
             if time.monotonic() >= deadline:
                 log.warning("stopping with a job still running after %g s", timeout)
                 return False
