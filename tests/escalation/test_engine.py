@@ -355,7 +355,8 @@ class HeldGateway(ConsoleGateway):
         return result
 
 
-def test_with_the_scheduler_running_pages_are_sent_beside_the_pump_not_inside_it(app, session):
+def _engine_with_held_provider(app, session):
+    """A new critical incident, and the app's engine at T0 sending through a provider the test holds."""
     net = factories.network(session)
     factories.incident(session, net["zone"])
     session.commit()
@@ -363,6 +364,11 @@ def test_with_the_scheduler_running_pages_are_sent_beside_the_pump_not_inside_it
     gateway = HeldGateway(expected=len(net["tier1"] + net["tier2"]))
     engine.gateways = [gateway]
     engine.clock = lambda: T0
+    return engine, gateway
+
+
+def test_with_the_scheduler_running_pages_are_sent_beside_the_pump_not_inside_it(app, session):
+    engine, gateway = _engine_with_held_provider(app, session)
     scheduler = engine.build_scheduler(tick_seconds=3600)
     scheduler.start()
     try:
@@ -691,13 +697,7 @@ def test_a_tick_while_a_pump_or_a_dispatch_runs_returns_at_once(app, monkeypatch
 def test_on_shutdown_a_worker_waits_for_the_sends_it_claimed_to_be_recorded(app, session):
     """SIGTERM mid-dispatch: what was claimed is sent and recorded before the process exits, not left
     `sending` until its lease runs out (a page two minutes late after a restart)."""
-    net = factories.network(session)
-    factories.incident(session, net["zone"])
-    session.commit()
-    engine = app.extensions["alerts_engine"]
-    gateway = HeldGateway(expected=len(net["tier1"] + net["tier2"]))
-    engine.gateways = [gateway]
-    engine.clock = lambda: T0
+    engine, gateway = _engine_with_held_provider(app, session)
     sweep(engine.database.sessionmaker, T0, "w1")  # the pages are in the outbox
     dispatching = threading.Thread(target=engine.dispatch_job)
     dispatching.start()
